@@ -1,0 +1,25 @@
+// Package store is raftvip's replicated state machine: typed JSON objects
+// addressed by kind and key, kept on disk in bbolt together with the index of
+// the last applied Raft entry, so that a restart does not replay the log.
+//
+// The package knows nothing about networks and nothing about Raft beyond the
+// shape of an entry (index, term, data). consensus/ adapts it to raft.FSM.
+//
+// # Usage
+//
+// Build a Command, check it with Validate and encode it with Encode on the
+// node that proposes it; every node then hands the encoded bytes to Apply (or
+// ApplyBatch) in log order. Apply is deterministic: the same entries in the
+// same order give the same state, and StateHash proves it. Reads (Get, List)
+// never go through the log.
+//
+//	s, err := store.Open(dir, logger)
+//	cmd := store.Command{Op: store.OpPut, Kind: "machine", Key: "m1", Value: raw, Time: now}
+//	if err := cmd.Validate(); err != nil { ... }   // 4xx before anything is proposed
+//	data, _ := cmd.Encode()
+//	res := s.ApplyBatch([]store.Entry{{Index: 7, Term: 2, Data: data}})[0]
+//
+// Snapshots are streamed: WriteSnapshot copies a consistent view of the
+// database to a writer without holding it in memory, and Restore streams one
+// back to disk before it replaces the live state.
+package store
