@@ -1,0 +1,401 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+	"github.com/raftvip/raftvip/store"
+)
+
+// Headers raftvip sets or reads.
+const (
+	HeaderNode        = "X-Raftvip-Node"        // the node that served the request
+	HeaderForwardedBy = "X-Raftvip-Forwarded-By" // set on requests a passive node forwards
+	HeaderRedirect    = "X-Raftvip-Redirect"     // "1": answer 307 to the leader instead of forwarding
+	HeaderStale       = "X-Raftvip-Stale"        // "true" on stale reads
+	HeaderApplied     = "X-Raftvip-Applied-Index"
+	HeaderLag         = "X-Raftvip-Lag"             // entries the stale read may lack
+	HeaderLastContact = "X-Raftvip-Last-Contact-Ms" // since this node last heard from the leader
+)
+
+// DefaultMaxBody is the default limit on request bodies.
+const DefaultMaxBody = 1 << 20
+
+// Server is the client API of one node.
+type Server struct {
+	node    *consensus.Node
+	logger  *slog.Logger
+	maxBody int64
+	mux     *http.ServeMux
+}
+
+// New returns the API of node. maxBody <= 0 means DefaultMaxBody.
+func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	s := &Server{node: node, logger: logger, maxBody: maxBody, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// Error is the JSON body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, Error{Error: msg, Code: code})
+}
+
+// fail maps an error to its status and code.
+func fail(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+	case errors.Is(err, store.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, store.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusPreconditionFailed, "revision_mismatch", err.Error())
+	case errors.Is(err, store.ErrUnknownVersion):
+		writeError(w, http.StatusInternalServerError, "unknown_version", err.Error())
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrShutdown):
+		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
+	case errors.Is(err, consensus.ErrNotInCluster):
+		writeError(w, http.StatusServiceUnavailable, "not_in_cluster", err.Error())
+	case errors.Is(err, consensus.ErrAlreadyInCluster), errors.Is(err, consensus.ErrRefused):
+		writeError(w, http.StatusConflict, "refused", err.Error())
+	case errors.Is(err, consensus.ErrBadToken):
+		writeError(w, http.StatusForbidden, "bad_token", err.Error())
+	case errors.Is(err, consensus.ErrUnknownMember):
+		writeError(w, http.StatusNotFound, "unknown_member", err.Error())
+	case errors.Is(err, consensus.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "timeout", err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// ServeHTTP serves the API. Requests that arrive over the consensus port
+// carry a verified member certificate and need no bearer token.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(HeaderNode, s.node.ID())
+	if !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json>)")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func fromMember(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+}
+
+var openPaths = map[string]bool{"/api/v1/ha/join-info": true, "/api/v1/ha/node": true}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if fromMember(r) || openPaths[r.URL.Path] {
+		return true
+	}
+	tok := s.node.HAState().Token
+	if tok == "" { // not in a cluster yet: only init and join do anything
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+}
+
+// methods dispatches by method and answers 405 with a JSON body otherwise.
+func methods(h map[string]http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f, ok := h[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			f, ok = h[http.MethodGet]
+		}
+		if !ok {
+			allow := make([]string, 0, len(h))
+			for m := range h {
+				allow = append(allow, m)
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		f(w, r)
+	}
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+	})
+	s.mux.HandleFunc("/api/v1/objects/{kind}", methods(map[string]http.HandlerFunc{http.MethodGet: s.list}))
+	s.mux.HandleFunc("/api/v1/objects/{kind}/{key}", methods(map[string]http.HandlerFunc{
+		http.MethodGet:    s.get,
+		http.MethodPost:   s.writeObject(store.OpCreate),
+		http.MethodPut:    s.writeObject(store.OpPut),
+		http.MethodPatch:  s.writeObject(store.OpPatch),
+		http.MethodDelete: s.writeObject(store.OpDelete),
+	}))
+	s.haRoutes()
+}
+
+// readBody reads the request body within the limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+}
+
+// parseRev reads If-Match / If-None-Match into a required revision.
+func parseRev(r *http.Request) (*uint64, error) {
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		if strings.TrimSpace(v) != "*" {
+			return nil, fmt.Errorf("%w: If-None-Match supports only *", store.ErrInvalid)
+		}
+		zero := uint64(0)
+		return &zero, nil
+	}
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil || n == 0 {
+		return nil, fmt.Errorf("%w: If-Match %q must be a revision such as \"12\"", store.ErrInvalid, v)
+	}
+	return &n, nil
+}
+
+// route decides where a request that needs the active node is served: here
+// (true), or it has been forwarded / redirected / refused (false).
+func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*s.node.Timing().Election)
+	defer cancel()
+	for {
+		if s.node.IsActive() {
+			return true
+		}
+		id, addr, err := s.node.Leader(ctx)
+		if err != nil {
+			fail(w, err)
+			return false
+		}
+		if id != s.node.ID() {
+			s.forward(w, r, body, id, addr)
+			return false
+		}
+		// We lead but are not active yet (new term, lease pending): wait.
+		select {
+		case <-ctx.Done():
+			fail(w, consensus.ErrNoLeader)
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, leaderID, leaderAddr string) {
+	if r.Header.Get(HeaderForwardedBy) != "" {
+		// Forwarded once already: the leader moved. Let the client retry.
+		fail(w, consensus.ErrNotLeader)
+		return
+	}
+	if r.Header.Get(HeaderRedirect) == "1" || r.URL.Query().Has("redirect") {
+		ms, _ := s.node.Members()
+		for _, m := range ms {
+			if m.ID == leaderID && m.APIURL != "" {
+				w.Header().Set("Location", strings.TrimRight(m.APIURL, "/")+r.URL.RequestURI())
+				writeJSON(w, http.StatusTemporaryRedirect, map[string]string{"leader_id": leaderID, "location": w.Header().Get("Location")})
+				return
+			}
+		}
+		fail(w, fmt.Errorf("%w: leader %s has no known API URL", consensus.ErrNoLeader, leaderID))
+		return
+	}
+	client, err := s.node.RPCClient()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+leaderAddr+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	for _, h := range []string{"Content-Type", "If-Match", "If-None-Match", "Accept"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(HeaderForwardedBy, s.node.ID())
+	resp, err := client.Do(req)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "forward_failed", fmt.Sprintf("forwarding to leader %s: %v", leaderID, err))
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+func setObjectHeaders(w http.ResponseWriter, o *store.Object) {
+	w.Header().Set("ETag", fmt.Sprintf(`"%d"`, o.Rev))
+}
+
+// staleRead answers from this node's own state and says how stale it may be.
+func (s *Server) staleRead(w http.ResponseWriter) {
+	st := s.node.Status()
+	w.Header().Set(HeaderStale, "true")
+	w.Header().Set(HeaderApplied, strconv.FormatUint(st.AppliedIndex, 10))
+	var lag uint64
+	if st.CommitIndex > st.AppliedIndex {
+		lag = st.CommitIndex - st.AppliedIndex
+	}
+	w.Header().Set(HeaderLag, strconv.FormatUint(lag, 10))
+	w.Header().Set(HeaderLastContact, strconv.FormatInt(st.LastContactMs, 10))
+}
+
+// readHere decides whether a read is served here: stale reads always are,
+// linearizable ones only on the active node after a read barrier.
+func (s *Server) readHere(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.Query().Has("stale") {
+		s.staleRead(w)
+		return true
+	}
+	if !s.route(w, r, nil) {
+		return false
+	}
+	if err := s.node.ReadBarrier(r.Context()); err != nil {
+		fail(w, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	kind, key := r.PathValue("kind"), r.PathValue("key")
+	if err := store.ValidKind(kind); err != nil {
+		fail(w, err)
+		return
+	}
+	if err := store.ValidKey(key); err != nil {
+		fail(w, err)
+		return
+	}
+	if !s.readHere(w, r) {
+		return
+	}
+	o, err := s.node.Store().Get(kind, key)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	setObjectHeaders(w, o)
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	kind := r.PathValue("kind")
+	if err := store.ValidKind(kind); err != nil {
+		fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail(w, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v))
+			return
+		}
+		opts.Limit = n
+	}
+	if !s.readHere(w, r) {
+		return
+	}
+	page, err := s.node.Store().List(kind, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// WriteResult is the answer to a successful write.
+type WriteResult struct {
+	Rev    uint64        `json:"rev"` // the Raft index of the write
+	Object *store.Object `json:"object,omitempty"`
+}
+
+func (s *Server) writeObject(op store.Op) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := s.readBody(w, r)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		cmd := &store.Command{Op: op, Kind: r.PathValue("kind"), Key: r.PathValue("key")}
+		if op != store.OpDelete {
+			cmd.Value = body
+		} else if len(bytes.TrimSpace(body)) > 0 {
+			fail(w, fmt.Errorf("%w: DELETE takes no body", store.ErrInvalid))
+			return
+		}
+		if cmd.IfRev, err = parseRev(r); err != nil {
+			fail(w, err)
+			return
+		}
+		// Refuse bad input here, before anything is forwarded or proposed.
+		if err := cmd.Validate(); err != nil {
+			fail(w, err)
+			return
+		}
+		if !s.route(w, r, body) {
+			return
+		}
+		res, err := s.node.Apply(r.Context(), cmd)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		status := http.StatusOK
+		if op == store.OpCreate {
+			status = http.StatusCreated
+		}
+		if res.Object != nil {
+			setObjectHeaders(w, res.Object)
+		}
+		writeJSON(w, status, WriteResult{Rev: res.Index, Object: res.Object})
+	}
+}

@@ -1,0 +1,23 @@
+// Package api is the client HTTP/JSON API of a raftvip node, on top of
+// consensus/ and store/.
+//
+// # Endpoints
+//
+//	GET    /api/v1/objects/{kind}?prefix=&after=&limit=   list a kind
+//	GET    /api/v1/objects/{kind}/{key}                   get one (ETag = revision)
+//	POST   /api/v1/objects/{kind}/{key}                   create (409 if present)
+//	PUT    /api/v1/objects/{kind}/{key}                   create or replace (If-Match / If-None-Match: *)
+//	PATCH  /api/v1/objects/{kind}/{key}                   RFC 7386 merge patch
+//	DELETE /api/v1/objects/{kind}/{key}                   delete
+//	GET    /api/v1/ha/status | node | state | members | failover-safe
+//	POST   /api/v1/ha/init | join | token | transfer | members (enroll)
+//	DELETE /api/v1/ha/members/{id-or-addr}
+//
+// Reads are linearizable on the active node. A passive node forwards reads
+// and writes to the leader over the mutually authenticated consensus port (or
+// answers 307 to the leader's API with ?redirect or X-Raftvip-Redirect: 1);
+// ?stale serves a read locally with headers saying how stale it may be.
+// Every error is JSON {"error": ..., "code": ...} with a 4xx or 5xx status,
+// and a refused request changes nothing. Requests need the cluster's bearer
+// token (ha-state.json Token), except those from members.
+package api

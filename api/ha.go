@@ -1,0 +1,246 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+	"github.com/raftvip/raftvip/store"
+)
+
+// EnrollRequest asks the cluster to enroll the unjoined node at URL.
+type EnrollRequest struct {
+	URL string `json:"url"`
+}
+
+// JoinRequest tells an unjoined node to join the cluster at JoinURL.
+type JoinRequest struct {
+	JoinURL string `json:"join_url"`
+	Token   string `json:"token"`
+}
+
+// TransferRequest names the node to hand leadership to ("" = best passive).
+type TransferRequest struct {
+	To string `json:"to"`
+}
+
+// TokenRequest asks for a join token; TTL is a Go duration ("1h").
+type TokenRequest struct {
+	TTL string `json:"ttl"`
+}
+
+// Introduction is the file `ha introduction` writes and `ha join` reads.
+type Introduction struct {
+	JoinURL string `json:"join_url"`
+	Token   string `json:"token"`
+}
+
+// decodeJSON reads a small JSON body strictly.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", store.ErrInvalid, err)
+	}
+	return body, nil
+}
+
+func (s *Server) haRoutes() {
+	m := s.mux
+	m.HandleFunc("/api/v1/ha/node", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.node.Status())
+	}}))
+	m.HandleFunc("/api/v1/ha/status", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		cs, err := s.node.ClusterStatus(r.Context())
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, cs)
+	}}))
+	m.HandleFunc("/api/v1/ha/state", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		st := s.node.HAState()
+		if st.Token != "" {
+			st.Token = "(set)"
+		}
+		writeJSON(w, http.StatusOK, st)
+	}}))
+	m.HandleFunc("/api/v1/ha/failover-safe", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		wait := time.Duration(0)
+		if v := r.URL.Query().Get("wait"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 5*time.Second {
+				fail(w, fmt.Errorf("%w: wait %q must be a duration up to 5s", store.ErrInvalid, v))
+				return
+			}
+			wait = d
+		}
+		ok, reason, err := s.node.FailoverSafe(r.Context(), wait)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"safe": ok, "reason": reason})
+	}}))
+	m.HandleFunc("/api/v1/ha/join-info", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		info, err := s.node.JoinInfo(ctx)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	}}))
+	m.HandleFunc("/api/v1/ha/token", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		var req TokenRequest
+		if _, err := s.decodeJSON(w, r, &req); err != nil {
+			fail(w, err)
+			return
+		}
+		ttl := time.Hour
+		if req.TTL != "" {
+			d, err := time.ParseDuration(req.TTL)
+			if err != nil {
+				fail(w, fmt.Errorf("%w: ttl %q is not a duration", store.ErrInvalid, req.TTL))
+				return
+			}
+			ttl = d
+		}
+		tok, err := s.node.Token(ttl)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, Introduction{JoinURL: s.node.HAState().ApiUrl, Token: tok})
+	}}))
+	m.HandleFunc("/api/v1/ha/init", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		var opts consensus.InitOptions
+		if _, err := s.decodeJSON(w, r, &opts); err != nil {
+			fail(w, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := s.node.Init(ctx, opts); err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.node.Status())
+	}}))
+	m.HandleFunc("/api/v1/ha/join", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		var req JoinRequest
+		if _, err := s.decodeJSON(w, r, &req); err != nil {
+			fail(w, err)
+			return
+		}
+		if req.JoinURL == "" || req.Token == "" {
+			fail(w, fmt.Errorf("%w: join_url and token are required", store.ErrInvalid))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+		defer cancel()
+		if err := s.node.Join(ctx, req.JoinURL, req.Token); err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.node.Status())
+	}}))
+	m.HandleFunc("/api/v1/ha/members", methods(map[string]http.HandlerFunc{
+		http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
+			ms, err := s.node.Members()
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			if ms == nil {
+				ms = []store.Member{}
+			}
+			writeJSON(w, http.StatusOK, ms)
+		},
+		http.MethodPost: s.enroll,
+	}))
+	m.HandleFunc("/api/v1/ha/members/{id}", methods(map[string]http.HandlerFunc{http.MethodDelete: func(w http.ResponseWriter, r *http.Request) {
+		if !s.route(w, r, nil) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := s.node.Remove(ctx, r.PathValue("id")); err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
+	}}))
+	m.HandleFunc("/api/v1/ha/transfer", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		var req TransferRequest
+		body, err := s.decodeJSON(w, r, &req)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if !s.route(w, r, body) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		to, err := s.node.Transfer(ctx, req.To)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"from": s.node.ID(), "to": to})
+	}}))
+}
+
+// enroll issues a token and tells the unjoined node at req.URL to join.
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+	var req EnrollRequest
+	if _, err := s.decodeJSON(w, r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		fail(w, fmt.Errorf("%w: url %q must be the new node's API URL (http://host:port)", store.ErrInvalid, req.URL))
+		return
+	}
+	tok, err := s.node.Token(10 * time.Minute)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	body, _ := json.Marshal(JoinRequest{JoinURL: s.node.HAState().ApiUrl, Token: tok})
+	ctx, cancel := context.WithTimeout(r.Context(), 90*time.Second)
+	defer cancel()
+	jreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(req.URL, "/")+"/api/v1/ha/join", bytes.NewReader(body))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	jreq.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(jreq)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "enroll_failed", fmt.Sprintf("reaching the new node at %s: %v", req.URL, err))
+		return
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(out)
+}

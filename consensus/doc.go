@@ -1,0 +1,30 @@
+// Package consensus owns Raft for raftvip: the mutually authenticated
+// transport, the log, stable and snapshot stores, bootstrap, join, removal and
+// leadership transfer, the per-node ha-state.json, and the active signal.
+//
+// A node is active when it is the Raft leader, has applied everything earlier
+// terms committed, is not an observer, is not handing leadership over, and
+// its lease is fresh. The lease runs from the start of the last round in which
+// a quorum confirmed its leadership and is shorter, by a margin, than the
+// followers' heartbeat timeout: no follower can start an election while the
+// lease runs, so no two nodes are ever active at once (DESIGN.md, invariant 1).
+//
+// # Usage
+//
+//	n, err := consensus.New(consensus.Config{DataDir: dir, NodeID: "a", ConsensusAddr: "198.18.0.1:7000", APIURL: "http://198.18.0.1:8080"})
+//	n.SetRPCHandler(apiHandler)        // member HTTP on the consensus port
+//	err = n.Init(ctx, consensus.InitOptions{})            // first node
+//	tok, _ := n.Token(time.Hour)                          // on a member
+//	err = other.Join(ctx, "http://198.18.0.1:8080", tok)  // on a new node
+//	ch, cancel := n.Subscribe()                           // Active changes
+//	res, err := n.Apply(ctx, &store.Command{...})         // on the leader
+//
+// All consensus traffic (Raft, forwarded requests, status) is TLS 1.3 with
+// certificates from the cluster's own ed25519 CA on both sides. A node without
+// one may only use the join stream, where it trades a join token for its
+// certificate. The transport declines hashicorp/raft's heartbeat fast path
+// (issue #695), and every node keeps a chained hash of its applied state so
+// that divergence shows in ClusterStatus.
+//
+// Errors from hashicorp/raft are translated to this package's sentinels.
+package consensus

@@ -1,0 +1,31 @@
+package consensus
+
+import "errors"
+
+// Sentinel errors. Raft's own errors are translated to these at the
+// package boundary, so callers never import hashicorp/raft.
+var (
+	// ErrNotLeader means this node is not the leader (or not active) and
+	// cannot serve the request itself.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrNoLeader means the cluster has no leader right now (an election is
+	// under way or there is no quorum).
+	ErrNoLeader = errors.New("no leader")
+	// ErrNotInCluster means this node has not been initialised or joined.
+	ErrNotInCluster = errors.New("node is not part of a cluster; run 'raftvip ha init' or join it to one")
+	// ErrAlreadyInCluster means the node already belongs to a cluster.
+	ErrAlreadyInCluster = errors.New("node already belongs to a cluster")
+	// ErrBadToken means a join token is malformed, expired or for another cluster.
+	ErrBadToken = errors.New("bad join token")
+	// ErrBadTLS means TLS material is unreadable or does not match.
+	ErrBadTLS = errors.New("bad TLS material")
+	// ErrUnknownMember means no member has that ID or address.
+	ErrUnknownMember = errors.New("unknown member")
+	// ErrRefused means a membership change was refused (for example removing
+	// the active node, or a duplicate node ID).
+	ErrRefused = errors.New("refused")
+	// ErrTimeout means the cluster did not answer in time.
+	ErrTimeout = errors.New("timed out")
+	// ErrShutdown means the node is shutting down.
+	ErrShutdown = errors.New("node is shutting down")
+)

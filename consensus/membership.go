@@ -1,0 +1,665 @@
+package consensus
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftvip/raftvip/store"
+)
+
+// InitOptions are the cluster-wide settings chosen when a cluster is
+// created; like DRP's first enroll, this is the only time they can be set.
+type InitOptions struct {
+	VirtAddr string `json:"virt_addr,omitempty"`
+}
+
+var nodeIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (n *Node) checkJoinable() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.closed:
+		return ErrShutdown
+	case n.raft != nil || n.state.Valid:
+		return ErrAlreadyInCluster
+	case n.cfg.ConsensusAddr == "":
+		return fmt.Errorf("--consensus-addr is required to form or join a cluster")
+	case n.cfg.APIURL == "":
+		return fmt.Errorf("--api-url is required to form or join a cluster")
+	case !nodeIDRE.MatchString(n.cfg.NodeID):
+		return fmt.Errorf("--node-id %q must be 1-64 letters, digits, '.', '_' or '-'", n.cfg.NodeID)
+	}
+	return nil
+}
+
+// backupOldData moves data left from an earlier life of this node (a store
+// or a Raft log) aside, as DRP does when a node joins: the cluster's data
+// replaces it.
+func (n *Node) backupOldData() error {
+	applied, _ := n.store.Applied()
+	_, rerr := os.Stat(n.raftDir())
+	if applied == 0 && rerr != nil {
+		return nil
+	}
+	dst := filepath.Join(n.cfg.DataDir, "backup-"+time.Now().UTC().Format("20060102T150405.000"))
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	if err := n.store.Close(); err != nil {
+		return err
+	}
+	for _, d := range []string{"store", "raft", "tls"} {
+		if err := os.Rename(filepath.Join(n.cfg.DataDir, d), filepath.Join(dst, d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	n.logger.Warn("moved earlier data aside before joining", "to", dst)
+	s, err := store.Open(filepath.Join(n.cfg.DataDir, "store"), n.logger)
+	if err != nil {
+		return err
+	}
+	n.store = s
+	return nil
+}
+
+// Init makes this node a new one-node cluster: it generates the cluster ID,
+// the cluster CA and the API token, bootstraps Raft and waits until it leads.
+func (n *Node) Init(ctx context.Context, opts InitOptions) error {
+	if err := n.checkJoinable(); err != nil {
+		return err
+	}
+	if n.cfg.Observer {
+		return fmt.Errorf("%w: an observer cannot form a cluster", ErrRefused)
+	}
+	if err := n.backupOldData(); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	clusterID := newID()
+	caCert, caKey, err := newCA(clusterID)
+	if err != nil {
+		return err
+	}
+	mat := &Material{CACertPEM: caCert, CAKeyPEM: caKey}
+	if err := mat.parse(); err != nil {
+		return err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	if mat.NodeCertPEM, err = mat.issue(n.cfg.NodeID, pub); err != nil {
+		return err
+	}
+	mat.NodeKeyPEM = marshalKey(priv)
+	if err := mat.parse(); err != nil {
+		return err
+	}
+	if err := mat.save(filepath.Join(n.cfg.DataDir, "tls")); err != nil {
+		return err
+	}
+	apiToken := make([]byte, 24)
+	if _, err := rand.Read(apiToken); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.mat = mat
+	n.state = &HAState{ConsensusID: n.cfg.NodeID, HaID: clusterID, ConsensusAddr: n.cfg.ConsensusAddr, ApiUrl: n.cfg.APIURL,
+		VirtInterface: n.cfg.VirtInterface, VirtAddr: opts.VirtAddr, Token: hex.EncodeToString(apiToken)}
+	n.mu.Unlock()
+	boot := &raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: raft.ServerAddress(n.cfg.ConsensusAddr)}}}
+	if err := n.start(boot); err != nil {
+		return err
+	}
+	if err := n.waitLeader(ctx); err != nil {
+		return err
+	}
+	if _, err := n.Apply(ctx, &store.Command{Op: store.OpMemberPut, Member: n.selfMember()}); err != nil {
+		return fmt.Errorf("recording this member: %w", err)
+	}
+	return n.markValid()
+}
+
+func (n *Node) selfMember() *store.Member {
+	return &store.Member{ID: n.cfg.NodeID, ConsensusAddr: n.cfg.ConsensusAddr, APIURL: n.cfg.APIURL,
+		Observer: n.cfg.Observer, VirtInterface: n.cfg.VirtInterface, Joined: time.Now().Unix()}
+}
+
+func (n *Node) markValid() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.state.Valid = true
+	return WriteHAState(n.cfg.DataDir, n.state)
+}
+
+func (n *Node) waitLeader(ctx context.Context) error {
+	r := n.r()
+	for i := 0; ; i++ {
+		if r.State() == raft.Leader {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for leadership: %w", ErrTimeout)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Token issues a join token valid for ttl.
+func (n *Node) Token(ttl time.Duration) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mat == nil || !n.state.Valid {
+		return "", ErrNotInCluster
+	}
+	if ttl <= 0 || ttl > 7*24*time.Hour {
+		return "", fmt.Errorf("%w: token lifetime %v must be between 0 and 168h", ErrRefused, ttl)
+	}
+	return n.mat.newToken(n.state.HaID, ttl)
+}
+
+// JoinInfo is what a joining node learns, unauthenticated, from any member's
+// API: it checks the CA against the fingerprint in its token.
+type JoinInfo struct {
+	ClusterID  string `json:"cluster_id"`
+	CACert     string `json:"ca_cert"`
+	LeaderAddr string `json:"leader_addr"`
+}
+
+// JoinInfo returns the cluster ID, CA certificate and leader address.
+func (n *Node) JoinInfo(ctx context.Context) (*JoinInfo, error) {
+	n.mu.Lock()
+	mat, st := n.mat, n.state
+	n.mu.Unlock()
+	if mat == nil || !st.Valid {
+		return nil, ErrNotInCluster
+	}
+	_, addr, err := n.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &JoinInfo{ClusterID: st.HaID, CACert: string(mat.CACertPEM), LeaderAddr: addr}, nil
+}
+
+// joinRequest is what a joining node sends on the join stream.
+type joinRequest struct {
+	Token         string `json:"token"`
+	NodeID        string `json:"node_id"`
+	ConsensusAddr string `json:"consensus_addr"`
+	APIURL        string `json:"api_url"`
+	VirtInterface string `json:"virt_interface,omitempty"`
+	Observer      bool   `json:"observer,omitempty"`
+	PublicKey     []byte `json:"public_key,omitempty"`
+}
+
+type joinResponse struct {
+	ClusterID string `json:"cluster_id"`
+	CAKey     string `json:"ca_key"`
+	NodeCert  string `json:"node_cert"`
+	APIToken  string `json:"api_token"`
+}
+
+// errorBody is the JSON error shape of every raftvip HTTP answer.
+type errorBody struct {
+	Error      string `json:"error"`
+	Code       string `json:"code"`
+	LeaderAddr string `json:"leader_addr,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (n *Node) notLeader(w http.ResponseWriter) {
+	var addr string
+	if r := n.r(); r != nil {
+		a, _ := r.LeaderWithID()
+		addr = string(a)
+	}
+	writeJSON(w, http.StatusMisdirectedRequest, errorBody{Error: "this node is not the leader", Code: "not_leader", LeaderAddr: addr})
+}
+
+func (jr *joinRequest) validate() error {
+	if !nodeIDRE.MatchString(jr.NodeID) {
+		return fmt.Errorf("node_id %q must be 1-64 letters, digits, '.', '_' or '-'", jr.NodeID)
+	}
+	if _, _, err := net.SplitHostPort(jr.ConsensusAddr); err != nil {
+		return fmt.Errorf("consensus_addr %q: %v", jr.ConsensusAddr, err)
+	}
+	if u, err := url.Parse(jr.APIURL); err != nil || u.Host == "" {
+		return fmt.Errorf("api_url %q is not a URL", jr.APIURL)
+	}
+	return nil
+}
+
+// checkNewMember refuses an ID or address that another member already uses.
+func (n *Node) checkNewMember(r *raft.Raft, id, addr string) error {
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return translate(err)
+	}
+	for _, s := range f.Configuration().Servers {
+		switch {
+		case string(s.ID) == id && string(s.Address) != addr:
+			return fmt.Errorf("%w: node ID %s is already a member at %s", ErrRefused, id, s.Address)
+		case string(s.Address) == addr && string(s.ID) != id:
+			return fmt.Errorf("%w: address %s already belongs to member %s", ErrRefused, addr, s.ID)
+		}
+	}
+	return nil
+}
+
+// joinHandler serves the join stream: a node that holds a join token gets
+// its member certificate and the cluster's secrets here.
+func (n *Node) joinHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || req.URL.Path != "/join" {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: "not found", Code: "not_found"})
+			return
+		}
+		var jr joinRequest
+		body, err := readAllLimit(req.Body, 64<<10)
+		if err == nil {
+			err = json.Unmarshal(body, &jr)
+		}
+		if err == nil {
+			err = jr.validate()
+		}
+		if err == nil && len(jr.PublicKey) != ed25519.PublicKeySize {
+			err = errors.New("public_key must be a 32-byte ed25519 key")
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Code: "bad_request"})
+			return
+		}
+		n.mu.Lock()
+		mat, st := n.mat, *n.state
+		n.mu.Unlock()
+		if err := mat.checkToken(jr.Token, st.HaID); err != nil {
+			n.logger.Warn("refused join", "node", jr.NodeID, "err", err)
+			writeJSON(w, http.StatusForbidden, errorBody{Error: err.Error(), Code: "bad_token"})
+			return
+		}
+		r := n.r()
+		if r.State() != raft.Leader {
+			n.notLeader(w)
+			return
+		}
+		if err := n.checkNewMember(r, jr.NodeID, jr.ConsensusAddr); err != nil {
+			writeJSON(w, http.StatusConflict, errorBody{Error: err.Error(), Code: "conflict"})
+			return
+		}
+		cert, err := mat.issue(jr.NodeID, ed25519.PublicKey(jr.PublicKey))
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "internal"})
+			return
+		}
+		n.logger.Info("issued member certificate", "node", jr.NodeID, "addr", jr.ConsensusAddr)
+		writeJSON(w, http.StatusOK, joinResponse{ClusterID: st.HaID, CAKey: string(mat.CAKeyPEM), NodeCert: string(cert), APIToken: st.Token})
+	})
+}
+
+// Join makes this node a member of the cluster that issued token, reached
+// through the API at joinURL. Data this node held before is moved aside.
+func (n *Node) Join(ctx context.Context, joinURL, token string) error {
+	if err := n.checkJoinable(); err != nil {
+		return err
+	}
+	claims, err := ParseToken(token)
+	if err != nil {
+		return err
+	}
+	info, err := fetchJoinInfo(ctx, joinURL)
+	if err != nil {
+		return err
+	}
+	if fp, err := fingerprintPEM([]byte(info.CACert)); err != nil || fp != claims.CAHash || info.ClusterID != claims.ClusterID {
+		return fmt.Errorf("%w: %s does not serve the cluster this token is for (CA or cluster ID differ)", ErrBadToken, joinURL)
+	}
+	mat := &Material{CACertPEM: []byte(info.CACert)}
+	if err := mat.parse(); err != nil {
+		return err
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	jr := joinRequest{Token: token, NodeID: n.cfg.NodeID, ConsensusAddr: n.cfg.ConsensusAddr, APIURL: n.cfg.APIURL,
+		VirtInterface: n.cfg.VirtInterface, Observer: n.cfg.Observer, PublicKey: pub}
+	joinTLS := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: mat.pool, ServerName: memberServerName}
+	var resp joinResponse
+	leader := info.LeaderAddr
+	if err := postFollowingLeader(ctx, newStreamClient(joinTLS, streamJoin), &leader, "/join", jr, &resp); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	if err := n.backupOldData(); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	mat.CAKeyPEM, mat.NodeCertPEM, mat.NodeKeyPEM = []byte(resp.CAKey), []byte(resp.NodeCert), marshalKey(priv)
+	if err := mat.parse(); err != nil {
+		return err
+	}
+	tlsDir := filepath.Join(n.cfg.DataDir, "tls")
+	if err := mat.save(tlsDir); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.mat = mat
+	n.state = &HAState{ConsensusID: n.cfg.NodeID, HaID: resp.ClusterID, ConsensusAddr: n.cfg.ConsensusAddr, ApiUrl: n.cfg.APIURL,
+		VirtInterface: n.cfg.VirtInterface, Observer: n.cfg.Observer, Token: resp.APIToken}
+	n.mu.Unlock()
+	if err := n.start(nil); err != nil {
+		return err
+	}
+	client, _ := n.RPCClient()
+	add := n.selfMember()
+	if err := postFollowingLeader(ctx, client, &leader, "/internal/add-voter", add, nil); err != nil {
+		n.abandonJoin()
+		os.RemoveAll(tlsDir)
+		os.RemoveAll(n.raftDir())
+		return fmt.Errorf("joining: adding this node to the cluster: %w", err)
+	}
+	n.logger.Info("joined cluster", "cluster", resp.ClusterID, "node", n.cfg.NodeID)
+	return n.markValid()
+}
+
+// abandonJoin stops Raft after a failed join, leaving the node unjoined.
+func (n *Node) abandonJoin() {
+	n.mu.Lock()
+	r, trans, m, logs, servers := n.raft, n.trans, n.mux, n.logStore, n.servers
+	n.raft, n.trans, n.mux, n.logStore, n.servers, n.client = nil, nil, nil, nil, nil, nil
+	n.state = &HAState{}
+	n.mu.Unlock()
+	if r != nil {
+		r.Shutdown().Error()
+	}
+	for _, s := range servers {
+		s.Close()
+	}
+	if trans != nil {
+		trans.Close()
+	}
+	if m != nil {
+		m.close()
+	}
+	if logs != nil {
+		logs.Close()
+	}
+}
+
+func fetchJoinInfo(ctx context.Context, joinURL string) (*JoinInfo, error) {
+	u, err := url.Parse(strings.TrimRight(joinURL, "/") + "/api/v1/ha/join-info")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("join URL %q is not an http(s) URL", joinURL)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reaching %s: %w", joinURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := readAllLimit(resp.Body, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, bytes.TrimSpace(body))
+	}
+	var info JoinInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		return nil, fmt.Errorf("join info from %s: %w", joinURL, err)
+	}
+	return &info, nil
+}
+
+// postFollowingLeader POSTs JSON to the member at *addr, following
+// not-leader answers to the leader they name, a few times.
+func postFollowingLeader(ctx context.Context, c *http.Client, addr *string, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	var last error
+	for attempt := 0; attempt < 10; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last error: %v)", ErrTimeout, last)
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+*addr+path, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		raw, rerr := readAllLimit(resp.Body, 1<<20)
+		resp.Body.Close()
+		if rerr != nil {
+			return rerr
+		}
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			if out == nil {
+				return nil
+			}
+			return json.Unmarshal(raw, out)
+		case resp.StatusCode == http.StatusMisdirectedRequest || resp.StatusCode == http.StatusServiceUnavailable:
+			var eb errorBody
+			_ = json.Unmarshal(raw, &eb)
+			if eb.LeaderAddr != "" {
+				*addr = eb.LeaderAddr
+			}
+			last = fmt.Errorf("%s: %s", resp.Status, eb.Error)
+			continue
+		default:
+			var eb errorBody
+			if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
+				if eb.Code == "bad_token" {
+					return fmt.Errorf("%w: %s", ErrBadToken, eb.Error)
+				}
+				if eb.Code == "conflict" {
+					return fmt.Errorf("%w: %s", ErrRefused, eb.Error)
+				}
+				return fmt.Errorf("%s: %s", resp.Status, eb.Error)
+			}
+			return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(raw))
+		}
+	}
+	return last
+}
+
+// addVoter runs on the leader for a node that holds a member certificate.
+func (n *Node) addVoter(ctx context.Context, m *store.Member) error {
+	r := n.r()
+	if r.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if err := n.checkNewMember(r, m.ID, m.ConsensusAddr); err != nil {
+		return err
+	}
+	if err := r.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.ConsensusAddr), 0, 30*time.Second).Error(); err != nil {
+		return translate(err)
+	}
+	m.Joined = time.Now().Unix()
+	if _, err := n.Apply(ctx, &store.Command{Op: store.OpMemberPut, Member: m}); err != nil {
+		return err
+	}
+	n.logger.Info("member added", "node", m.ID, "addr", m.ConsensusAddr, "observer", m.Observer)
+	return nil
+}
+
+// findServer looks a member up by ID or consensus address.
+func (n *Node) findServer(r *raft.Raft, target string) (raft.Server, error) {
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Server{}, translate(err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == target || string(s.Address) == target {
+			return s, nil
+		}
+	}
+	return raft.Server{}, fmt.Errorf("%w: %q", ErrUnknownMember, target)
+}
+
+// Remove takes a passive member out of the cluster, by ID or consensus
+// address. The active node cannot be removed: transfer leadership first.
+func (n *Node) Remove(ctx context.Context, target string) error {
+	r := n.r()
+	if r == nil {
+		return ErrNotInCluster
+	}
+	if r.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	s, err := n.findServer(r, target)
+	if err != nil {
+		return err
+	}
+	if string(s.ID) == n.cfg.NodeID {
+		return fmt.Errorf("%w: %s is the active node; run 'raftvip ha transfer' first, then remove it from the new active node", ErrRefused, s.ID)
+	}
+	if err := r.RemoveServer(s.ID, 0, 30*time.Second).Error(); err != nil {
+		return translate(err)
+	}
+	if _, err := n.Apply(ctx, &store.Command{Op: store.OpMemberDelete, Member: &store.Member{ID: string(s.ID)}}); err != nil {
+		return err
+	}
+	n.logger.Info("member removed", "node", s.ID, "addr", s.Address)
+	return nil
+}
+
+// Transfer hands leadership to target (ID or address), or to the most
+// caught-up passive node when target is empty. This node stops being active
+// before Raft starts the hand-over.
+func (n *Node) Transfer(ctx context.Context, target string) (string, error) {
+	r := n.r()
+	if r == nil {
+		return "", ErrNotInCluster
+	}
+	if r.State() != raft.Leader {
+		return "", ErrNotLeader
+	}
+	members := n.memberMap()
+	var s raft.Server
+	var err error
+	if target == "" {
+		s, err = n.pickSuccessor(ctx, r)
+	} else if s, err = n.findServer(r, target); err == nil {
+		switch {
+		case string(s.ID) == n.cfg.NodeID:
+			err = fmt.Errorf("%w: %s is already the leader", ErrRefused, s.ID)
+		case members[string(s.ID)].Observer:
+			err = fmt.Errorf("%w: %s is an observer and never becomes active", ErrRefused, s.ID)
+		case s.Suffrage != raft.Voter:
+			err = fmt.Errorf("%w: %s is not a voter", ErrRefused, s.ID)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	n.leaseMu.Lock()
+	n.transferring = true
+	n.leaseMu.Unlock()
+	n.publish() // released before Raft can elect anyone else
+	if err := r.LeadershipTransferToServer(s.ID, s.Address).Error(); err != nil {
+		n.leaseMu.Lock()
+		n.transferring = false
+		n.leaseMu.Unlock()
+		n.publish()
+		return "", translate(err)
+	}
+	n.logger.Info("leadership transferred", "to", s.ID)
+	return string(s.ID), nil
+}
+
+func (n *Node) memberMap() map[string]store.Member {
+	out := map[string]store.Member{}
+	ms, err := n.store.Members()
+	if err != nil {
+		return out
+	}
+	for _, m := range ms {
+		out[m.ID] = m
+	}
+	return out
+}
+
+// pickSuccessor chooses the reachable non-observer voter with the highest
+// applied index.
+func (n *Node) pickSuccessor(ctx context.Context, r *raft.Raft) (raft.Server, error) {
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Server{}, translate(err)
+	}
+	members := n.memberMap()
+	var cands []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID && !members[string(s.ID)].Observer {
+			cands = append(cands, s)
+		}
+	}
+	sts := n.fetchStatuses(ctx, cands)
+	best, bestApplied := -1, uint64(0)
+	for i, st := range sts {
+		if st.err == nil && (best < 0 || st.status.AppliedIndex > bestApplied) {
+			best, bestApplied = i, st.status.AppliedIndex
+		}
+	}
+	if best < 0 {
+		return raft.Server{}, fmt.Errorf("%w: no reachable passive node to hand over to", ErrRefused)
+	}
+	return cands[best], nil
+}
+
+// handOff runs on an observer that won an election: it gives leadership to
+// the most caught-up passive node, retrying until one can take it.
+func (n *Node) handOff(r *raft.Raft) {
+	for attempt := 0; attempt < 50; attempt++ {
+		if r.State() != raft.Leader {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		to, err := n.Transfer(ctx, "")
+		cancel()
+		if err == nil {
+			n.logger.Info("observer handed leadership over", "to", to)
+			return
+		}
+		n.logger.Warn("observer could not hand leadership over yet", "err", err)
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

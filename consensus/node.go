@@ -1,0 +1,619 @@
+package consensus
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/raftvip/raftvip/store"
+)
+
+// Active is what the node publishes to subscribers whenever it changes:
+// whether this node is the active one, in which term, and who leads.
+type Active struct {
+	Active   bool   `json:"active"`
+	Term     uint64 `json:"term"`
+	LeaderID string `json:"leader_id"`
+}
+
+// Node is one raftvip cluster member: Raft, its stores, the TLS identity, the
+// consensus port and the active lease. A Node may exist before it belongs to
+// a cluster (it then waits for Init or Join).
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+	store  *store.Store
+
+	mu         sync.Mutex // guards the fields below, which change on Init/Join/Close
+	state      *HAState
+	mat        *Material
+	raft       *raft.Raft
+	trans      *raft.NetworkTransport
+	logStore   *raftboltdb.BoltStore
+	mux        *mux
+	servers    []*http.Server
+	rpcHandler http.Handler
+	client     *http.Client
+	closed     bool
+
+	leaseMu      sync.Mutex
+	leaseUntil   time.Time
+	readyTerm    uint64 // term whose barrier has completed on this leader
+	transferring bool
+
+	subMu sync.Mutex
+	subs  map[chan Active]struct{}
+	last  Active
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Store returns the node's state machine, for reads.
+func (n *Node) Store() *store.Store { return n.store }
+
+// ID returns this node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Timing returns the node's timers.
+func (n *Node) Timing() Timing { return n.cfg.Timing }
+
+// New opens a node's data directory. If ha-state.json is valid the node
+// starts at once and rejoins its cluster; its fields win over cfg, and each
+// conflicting setting is logged. Otherwise the node waits for Init or Join.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir: %w", err)
+	}
+	st, err := ReadHAState(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{})}
+	if st.Valid {
+		for _, c := range st.overrides(&n.cfg) {
+			n.logger.Warn("ha-state.json wins over a conflicting flag", "setting", c)
+		}
+	}
+	if n.cfg.NodeID == "" {
+		n.cfg.NodeID = newID()
+	}
+	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), n.logger); err != nil {
+		return nil, err
+	}
+	if st.Valid {
+		if n.mat, err = loadMaterial(filepath.Join(cfg.DataDir, "tls")); err != nil {
+			n.store.Close()
+			return nil, err
+		}
+		if err := n.start(nil); err != nil {
+			n.store.Close()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// overrides copies the valid state's fields into cfg and returns a line for
+// each flag that disagreed.
+func (s *HAState) overrides(cfg *Config) []string {
+	var out []string
+	set := func(name string, dst *string, v string) {
+		if *dst != "" && *dst != v {
+			out = append(out, fmt.Sprintf("%s: flag %q, ha-state.json %q", name, *dst, v))
+		}
+		*dst = v
+	}
+	set("node-id", &cfg.NodeID, s.ConsensusID)
+	set("consensus-addr", &cfg.ConsensusAddr, s.ConsensusAddr)
+	set("api-url", &cfg.APIURL, s.ApiUrl)
+	if s.VirtInterface != "" {
+		set("virt-interface", &cfg.VirtInterface, s.VirtInterface)
+	}
+	if cfg.Observer != s.Observer {
+		out = append(out, fmt.Sprintf("observer: flag %v, ha-state.json %v", cfg.Observer, s.Observer))
+		cfg.Observer = s.Observer
+	}
+	return out
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// SetRPCHandler sets the handler that serves member HTTP (forwarded client
+// requests) on the consensus port. Call it before the node starts.
+func (n *Node) SetRPCHandler(h http.Handler) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.rpcHandler = h
+}
+
+// HAState returns a copy of this node's ha-state.
+func (n *Node) HAState() HAState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return *n.state
+}
+
+func (n *Node) r() *raft.Raft {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.raft
+}
+
+// hclogWriter turns hashicorp/raft's log lines into slog records.
+type hclogWriter struct{ logger *slog.Logger }
+
+func (w hclogWriter) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(p)))
+	for sc.Scan() {
+		line := sc.Text()
+		level := slog.LevelInfo
+		switch {
+		case strings.Contains(line, "[ERROR]"):
+			level = slog.LevelError
+		case strings.Contains(line, "[WARN]"):
+			level = slog.LevelWarn
+		case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
+			level = slog.LevelDebug
+		}
+		if i := strings.Index(line, "] "); i >= 0 {
+			line = line[i+2:]
+		}
+		w.logger.Log(context.Background(), level, line, "component", "raft")
+	}
+	return len(p), nil
+}
+
+func (n *Node) raftDir() string { return filepath.Join(n.cfg.DataDir, "raft") }
+
+// start brings up the consensus port and Raft. With bootstrap set it first
+// makes a one-node cluster of this node. Called with n.mu not held.
+func (n *Node) start(bootstrap *raft.Configuration) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.raft != nil {
+		return ErrAlreadyInCluster
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: hclogWriter{n.logger}})
+	if err := os.MkdirAll(n.raftDir(), 0o700); err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.raftDir(), 2, hl)
+	if err != nil {
+		return fmt.Errorf("opening snapshot store: %w", err)
+	}
+	if err := n.catchUpFromSnapshot(snaps); err != nil {
+		return err
+	}
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.raftDir(), "raft.db")})
+	if err != nil {
+		return fmt.Errorf("opening raft log: %w", err)
+	}
+	advertise, err := tcpAddr(n.cfg.ConsensusAddr)
+	if err != nil {
+		logs.Close()
+		return err
+	}
+	ln, err := net.Listen("tcp", n.cfg.ConsensusAddr)
+	if err != nil {
+		logs.Close()
+		return fmt.Errorf("listening on consensus address: %w", err)
+	}
+	m := newMux(ln, n.mat.serverTLS(), n.logger)
+	go m.serve()
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{Listener: m.subs[streamRaft], advertise: advertise, conf: n.mat.clientTLS()},
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  hl,
+	})
+	var trans raft.Transport = noFastPathTransport{nt}
+	if os.Getenv("RAFTVIP_HEARTBEAT_FAST_PATH") == "1" { // for measuring what declining it costs
+		trans = nt
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.Timing.Heartbeat
+	rc.ElectionTimeout = n.cfg.Timing.Election
+	rc.LeaderLeaseTimeout = n.cfg.Timing.LeaderLease
+	rc.CommitTimeout = n.cfg.Timing.CommitTimeout
+	rc.NoSnapshotRestoreOnStart = true // the store keeps its own state and applied index
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 128
+	rc.Logger = hl
+	cache, err := raft.NewLogCache(1024, logs)
+	if err != nil {
+		nt.Close()
+		m.close()
+		logs.Close()
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	r, err := raft.NewRaft(rc, &fsm{s: n.store}, cache, logs, snaps, trans)
+	if err != nil {
+		nt.Close()
+		m.close()
+		logs.Close()
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	if bootstrap != nil {
+		if err := r.BootstrapCluster(*bootstrap).Error(); err != nil {
+			r.Shutdown()
+			nt.Close()
+			m.close()
+			logs.Close()
+			return fmt.Errorf("bootstrapping: %w", err)
+		}
+	}
+	n.raft, n.trans, n.logStore, n.mux = r, nt, logs, m
+	n.client = rpcClient(n.mat.clientTLS())
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", n.internalHandler())
+	if n.rpcHandler != nil {
+		mux.Handle("/", n.rpcHandler)
+	}
+	rpcSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+	joinSrv := &http.Server{Handler: n.joinHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+	n.servers = []*http.Server{rpcSrv, joinSrv}
+	go rpcSrv.Serve(m.subs[streamRPC])
+	go joinSrv.Serve(m.subs[streamJoin])
+	n.wg.Add(1)
+	go n.runLeadership(r)
+	n.logger.Info("consensus started", "node", n.cfg.NodeID, "cluster", n.state.HaID, "addr", n.cfg.ConsensusAddr)
+	return nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot into the store if the
+// store is behind it (a crash between saving a received snapshot and
+// restoring it), because Raft is told not to restore on start.
+func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	applied, _ := n.store.Applied()
+	if applied >= list[0].Index {
+		return nil
+	}
+	n.logger.Warn("store is behind the newest snapshot; restoring it", "applied", applied, "snapshot", list[0].Index)
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return n.store.Restore(rc)
+}
+
+// Close stops the node: it stops answering as active, shuts Raft down and
+// closes the stores. It does not hand over leadership: call Transfer first
+// for a graceful stop. Safe to call twice.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	r := n.raft
+	n.mu.Unlock()
+	close(n.stop)
+	n.leaseMu.Lock()
+	n.leaseUntil = time.Time{}
+	n.leaseMu.Unlock()
+	n.publish()
+	var errs []error
+	if r != nil {
+		errs = append(errs, r.Shutdown().Error())
+	}
+	n.wg.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range n.servers {
+		s.Close()
+	}
+	if n.trans != nil {
+		errs = append(errs, n.trans.Close())
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	if n.logStore != nil {
+		errs = append(errs, n.logStore.Close())
+	}
+	errs = append(errs, n.store.Close())
+	n.subMu.Lock()
+	for ch := range n.subs {
+		close(ch)
+		delete(n.subs, ch)
+	}
+	n.subMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// runLeadership keeps the active lease: while this node leads, it confirms
+// leadership with a quorum round every tick, and the lease runs from the
+// start of the last confirmed round. It publishes every change of Active.
+func (n *Node) runLeadership(r *raft.Raft) {
+	defer n.wg.Done()
+	t := n.cfg.Timing
+	tick := time.NewTicker(t.ActiveLease / 10)
+	defer tick.Stop()
+	verifying := make(chan struct{}, 1)
+	var barrierTerm atomic.Uint64
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-tick.C:
+		case <-r.LeaderCh():
+		}
+		term := r.CurrentTerm()
+		if r.State() != raft.Leader {
+			n.leaseMu.Lock()
+			n.leaseUntil, n.transferring = time.Time{}, false
+			n.leaseMu.Unlock()
+			n.publish()
+			continue
+		}
+		if barrierTerm.Load() != term {
+			// A new leader first applies everything earlier terms committed,
+			// so that lease reads see every acknowledged write.
+			barrierTerm.Store(term)
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				if err := r.Barrier(5 * t.Heartbeat).Error(); err != nil {
+					n.logger.Warn("barrier after election failed", "term", term, "err", err)
+					barrierTerm.CompareAndSwap(term, 0)
+					return
+				}
+				n.leaseMu.Lock()
+				n.readyTerm = term
+				n.leaseMu.Unlock()
+				n.logger.Info("leader ready", "term", term)
+				if n.cfg.Observer {
+					n.handOff(r)
+				}
+			}()
+		}
+		select {
+		case verifying <- struct{}{}:
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				defer func() { <-verifying }()
+				t0 := time.Now()
+				if err := r.VerifyLeader().Error(); err != nil {
+					return
+				}
+				n.leaseMu.Lock()
+				if r.CurrentTerm() == term && t0.Add(t.ActiveLease).After(n.leaseUntil) {
+					n.leaseUntil = t0.Add(t.ActiveLease)
+				}
+				n.leaseMu.Unlock()
+				n.publish()
+			}()
+		default:
+		}
+		n.publish()
+	}
+}
+
+// IsActive reports whether this node is the active node right now: Raft
+// leader, caught up in its term, not an observer, not handing over, and its
+// lease fresh. It is computed at the call, never cached.
+func (n *Node) IsActive() bool {
+	r := n.r()
+	if r == nil || n.cfg.Observer {
+		return false
+	}
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	return !n.transferring && n.readyTerm != 0 && r.State() == raft.Leader &&
+		n.readyTerm == r.CurrentTerm() && time.Now().Before(n.leaseUntil)
+}
+
+// LeaseRemaining returns how long the active lease has left (0 when not active).
+func (n *Node) LeaseRemaining() time.Duration {
+	if !n.IsActive() {
+		return 0
+	}
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	return time.Until(n.leaseUntil)
+}
+
+func (n *Node) current() Active {
+	a := Active{Active: n.IsActive()}
+	if r := n.r(); r != nil {
+		a.Term = r.CurrentTerm()
+		_, id := r.LeaderWithID()
+		a.LeaderID = string(id)
+	}
+	return a
+}
+
+// Subscribe returns a channel that receives the current Active at once and
+// then every change. Only the newest value is kept for a slow reader. The
+// channel is closed when the node closes or cancel is called.
+func (n *Node) Subscribe() (<-chan Active, func()) {
+	ch := make(chan Active, 1)
+	n.subMu.Lock()
+	n.subs[ch] = struct{}{}
+	ch <- n.last
+	n.subMu.Unlock()
+	return ch, func() {
+		n.subMu.Lock()
+		defer n.subMu.Unlock()
+		if _, ok := n.subs[ch]; ok {
+			delete(n.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func (n *Node) publish() {
+	a := n.current()
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	if a == n.last {
+		return
+	}
+	if a.Active != n.last.Active {
+		n.logger.Info("active state changed", "node", n.cfg.NodeID, "active", a.Active, "term", a.Term, "leader", a.LeaderID)
+	}
+	n.last = a
+	for ch := range n.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- a
+	}
+}
+
+// Apply proposes a command through Raft and waits until it is applied
+// here. It fails with ErrNotLeader on a follower. The Result carries the
+// state errors (store.ErrNotFound, ErrExists, ErrConflict).
+func (n *Node) Apply(ctx context.Context, cmd *store.Command) (store.Result, error) {
+	r := n.r()
+	if r == nil {
+		return store.Result{}, ErrNotInCluster
+	}
+	cmd.Time = time.Now().UnixNano()
+	data, err := cmd.Encode()
+	if err != nil {
+		return store.Result{}, err
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := r.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return store.Result{}, translate(err)
+	}
+	res, ok := f.Response().(store.Result)
+	if !ok {
+		return store.Result{}, fmt.Errorf("unexpected apply response %T", f.Response())
+	}
+	return res, nil
+}
+
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
+	return err
+}
+
+// ReadBarrier makes a read on this node linearizable: it succeeds only on the
+// active node (whose fresh lease means no other leader can exist), after the
+// store has applied everything committed. Passive nodes get ErrNotLeader.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	r := n.r()
+	if r == nil {
+		return ErrNotInCluster
+	}
+	if !n.IsActive() {
+		return ErrNotLeader
+	}
+	want := r.CommitIndex()
+	for i := 0; ; i++ {
+		if applied, _ := n.store.Applied(); applied >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for index %d", ErrTimeout, want)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Leader returns the current leader's ID and consensus address, waiting up
+// to ctx for an election to finish.
+func (n *Node) Leader(ctx context.Context) (id, addr string, err error) {
+	r := n.r()
+	if r == nil {
+		return "", "", ErrNotInCluster
+	}
+	for {
+		if a, i := r.LeaderWithID(); a != "" {
+			return string(i), string(a), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", ErrNoLeader
+		case <-n.stop:
+			return "", "", ErrShutdown
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// RPCClient returns an HTTP client that reaches other members' consensus
+// ports with this node's member certificate. Use URLs of the form
+// https://<consensus-addr>/path.
+func (n *Node) RPCClient() (*http.Client, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.client == nil {
+		return nil, ErrNotInCluster
+	}
+	return n.client, nil
+}
+
+// readAllLimit reads at most limit bytes.
+func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("body larger than %d bytes", limit)
+	}
+	return b, nil
+}
