@@ -20,7 +20,7 @@ import (
 
 // Headers raftvip sets or reads.
 const (
-	HeaderNode        = "X-Raftvip-Node"        // the node that served the request
+	HeaderNode        = "X-Raftvip-Node"         // the node that served the request
 	HeaderForwardedBy = "X-Raftvip-Forwarded-By" // set on requests a passive node forwards
 	HeaderRedirect    = "X-Raftvip-Redirect"     // "1": answer 307 to the leader instead of forwarding
 	HeaderStale       = "X-Raftvip-Stale"        // "true" on stale reads
@@ -106,11 +106,27 @@ func fail(w http.ResponseWriter, err error) {
 // carry a verified member certificate and need no bearer token.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderNode, s.node.ID())
+	if dotSegment(r.URL.Path) {
+		// ServeMux would redirect to the cleaned path; a path that tries to
+		// climb out of its folder is refused instead.
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.' or '..' segment", r.URL.Path))
+		return
+	}
 	if !s.authorized(r) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json>)")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// dotSegment reports whether a (decoded) URL path has a "." or ".." segment.
+func dotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func fromMember(r *http.Request) bool {

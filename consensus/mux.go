@@ -39,7 +39,7 @@ type mux struct {
 func newMux(ln net.Listener, conf *tls.Config, logger *slog.Logger) *mux {
 	m := &mux{ln: ln, conf: conf, logger: logger, subs: map[byte]*subListener{}, done: make(chan struct{})}
 	for _, k := range []byte{streamRaft, streamRPC, streamJoin} {
-		m.subs[k] = &subListener{ch: make(chan net.Conn, 16), done: m.done, addr: ln.Addr()}
+		m.subs[k] = &subListener{ch: make(chan net.Conn, 16), done: m.done, closed: make(chan struct{}), addr: ln.Addr()}
 	}
 	return m
 }
@@ -99,6 +99,8 @@ func (m *mux) route(c net.Conn) {
 	case sub.ch <- tc:
 	case <-m.done:
 		tc.Close()
+	case <-sub.closed:
+		tc.Close()
 	}
 }
 
@@ -110,10 +112,15 @@ func (m *mux) close() {
 	m.wg.Wait()
 }
 
+// subListener is the listener of one stream kind. Closing it stops its
+// Accept (so that http.Server.Close and the Raft transport can return); the
+// mux owns the socket itself.
 type subListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	addr net.Addr
+	ch     chan net.Conn
+	done   chan struct{} // the mux's
+	closed chan struct{}
+	once   sync.Once
+	addr   net.Addr
 }
 
 func (s *subListener) Accept() (net.Conn, error) {
@@ -122,10 +129,17 @@ func (s *subListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-s.done:
 		return nil, net.ErrClosed
+	case <-s.closed:
+		return nil, net.ErrClosed
 	}
 }
 
-func (s *subListener) Close() error   { return nil } // the mux owns the socket
+// Close stops Accept; safe to call twice.
+func (s *subListener) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
+}
+
 func (s *subListener) Addr() net.Addr { return s.addr }
 
 // dialStream opens a TLS connection to a member's consensus port and names

@@ -1,0 +1,323 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+)
+
+// writers sends puts through the given nodes until stop is closed and
+// records every key whose write was acknowledged.
+type writers struct {
+	c     *tcluster
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	acked map[string]int
+	sent  atomic.Int64
+}
+
+func startWriters(c *tcluster, n int, pick func(i int) *tnode) *writers {
+	w := &writers{c: c, stop: make(chan struct{}), acked: map[string]int{}}
+	for g := 0; g < n; g++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+				key := fmt.Sprintf("w%d-%d", g, i)
+				node := pick(i)
+				if node.closed {
+					continue
+				}
+				w.sent.Add(1)
+				st, _ := c.do(node, "PUT", "/api/v1/objects/item/"+key, fmt.Sprintf(`{"g":%d,"i":%d}`, g, i), nil)
+				if st == 200 {
+					w.mu.Lock()
+					w.acked[key] = i
+					w.mu.Unlock()
+				} else {
+					time.Sleep(5 * time.Millisecond) // back off while there is no leader
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *writers) finish() map[string]int {
+	close(w.stop)
+	w.wg.Wait()
+	return w.acked
+}
+
+// checkAll verifies that every acknowledged key reads back on node n.
+func (c *tcluster) checkAll(n *tnode, acked map[string]int, stale bool) {
+	c.t.Helper()
+	q := ""
+	if stale {
+		q = "?stale"
+	}
+	for key, i := range acked {
+		st, body := c.do(n, "GET", "/api/v1/objects/item/"+key+q, "", nil)
+		if st != 200 {
+			c.t.Fatalf("acknowledged write %s lost on %s: %d %s", key, n.id, st, body)
+		}
+		var o struct{ Value struct{ I int } }
+		if err := json.Unmarshal(body, &o); err != nil || o.Value.I != i {
+			c.t.Fatalf("%s on %s: %s", key, n.id, body)
+		}
+	}
+}
+
+func (c *tcluster) checkConsistent(via *tnode) {
+	c.t.Helper()
+	st, body := c.do(via, "GET", "/api/v1/ha/status", "", nil)
+	if st != 200 {
+		c.t.Fatalf("status: %d %s", st, body)
+	}
+	var cs consensus.ClusterStatus
+	if err := json.Unmarshal(body, &cs); err != nil {
+		c.t.Fatal(err)
+	}
+	if !cs.Consistent {
+		c.t.Fatalf("state hashes differ: %s", body)
+	}
+}
+
+func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	var rr atomic.Int64
+	w := startWriters(c, 4, func(int) *tnode {
+		live := c.live()
+		return live[int(rr.Add(1))%len(live)]
+	})
+	for w.sent.Load() < 200 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	old := c.active(5 * time.Second)
+	old.stop()
+	killed := time.Now()
+	neu := c.active(10 * time.Second)
+	t.Logf("new active %s after %v", neu.id, time.Since(killed))
+	for sent := w.sent.Load(); w.sent.Load() < sent+200; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	acked := w.finish()
+	if len(acked) < 200 {
+		t.Fatalf("only %d writes acknowledged", len(acked))
+	}
+	c.checkAll(neu, acked, false)
+	idx, _ := neu.node.Store().Applied()
+	c.waitApplied(idx, 10*time.Second)
+	for _, n := range c.live() {
+		c.checkAll(n, acked, true)
+	}
+	c.checkConsistent(neu)
+}
+
+func TestEnrollAndRemoveWhileWriting(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	w := startWriters(c, 4, func(i int) *tnode { return c.nodes[i%3] })
+	n4 := c.add(false)
+	c.enroll(n4)
+	n5 := c.add(false)
+	c.enroll(n5)
+	act := c.active(5 * time.Second)
+	var victim *tnode
+	for _, n := range c.nodes[:3] {
+		if n != act {
+			victim = n
+			break
+		}
+	}
+	if st, body := c.do(act, "DELETE", "/api/v1/ha/members/"+victim.id, "", nil); st != 200 {
+		t.Fatalf("remove: %d %s", st, body)
+	}
+	// Removing the active node is refused with a clear error.
+	if st, body := c.do(act, "DELETE", "/api/v1/ha/members/"+act.id, "", nil); st != 409 || !strings.Contains(string(body), "transfer") {
+		t.Fatalf("removing the active node: %d %s", st, body)
+	}
+	for sent := w.sent.Load(); w.sent.Load() < sent+100; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	acked := w.finish()
+	victim.stop()
+	idx, _ := act.node.Store().Applied()
+	c.waitApplied(idx, 15*time.Second)
+	for _, n := range c.live() {
+		c.checkAll(n, acked, true)
+	}
+	st, body := c.do(act, "GET", "/api/v1/ha/status", "", nil)
+	var cs consensus.ClusterStatus
+	if st != 200 || json.Unmarshal(body, &cs) != nil {
+		t.Fatalf("status: %d %s", st, body)
+	}
+	if cs.Voters != 4 || !cs.Consistent {
+		t.Fatalf("want 4 consistent voters: %s", body)
+	}
+	if !strings.Contains(strings.Join(cs.Warnings, "\n"), "even number") {
+		t.Fatalf("no warning about an even number of voters: %v", cs.Warnings)
+	}
+}
+
+func TestRestartAllKeepsData(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	for i := 0; i < 50; i++ {
+		if st, body := c.do(act, "PUT", fmt.Sprintf("/api/v1/objects/item/k%d", i), fmt.Sprintf(`{"i":%d}`, i), nil); st != 200 {
+			t.Fatalf("put: %d %s", st, body)
+		}
+	}
+	for _, n := range c.nodes {
+		n.stop()
+	}
+	for _, n := range c.nodes {
+		n.start(false)
+	}
+	act = c.active(15 * time.Second)
+	for i := 0; i < 50; i++ {
+		st, body := c.do(act, "GET", fmt.Sprintf("/api/v1/objects/item/k%d", i), "", nil)
+		if st != 200 || !strings.Contains(string(body), fmt.Sprintf(`"i":%d`, i)) {
+			t.Fatalf("after restart k%d: %d %s", i, st, body)
+		}
+	}
+	c.checkConsistent(act)
+}
+
+func TestHTTPSemantics(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	var passive *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			passive = n
+			break
+		}
+	}
+	type req struct {
+		node       *tnode
+		method     string
+		path, body string
+		hdr        map[string]string
+		want       int
+		wantCode   string
+	}
+	steps := []req{
+		{act, "POST", "/api/v1/objects/machine/m1", `{"name":"a"}`, nil, 201, ""},
+		{act, "POST", "/api/v1/objects/machine/m1", `{"name":"b"}`, nil, 409, "exists"},
+		{passive, "POST", "/api/v1/objects/machine/m1", `{"name":"b"}`, nil, 409, "exists"},
+		{act, "PUT", "/api/v1/objects/machine/m1", `{"name":"c"}`, map[string]string{"If-Match": `"1"`}, 412, "revision_mismatch"},
+		{act, "PUT", "/api/v1/objects/machine/m2", `{"name":"c"}`, map[string]string{"If-None-Match": "*"}, 200, ""},
+		{act, "PUT", "/api/v1/objects/machine/m2", `{"name":"c"}`, map[string]string{"If-None-Match": "*"}, 412, "revision_mismatch"},
+		{act, "PUT", "/api/v1/objects/machine/m1", `{"name":"c"}`, map[string]string{"If-Match": "abc"}, 400, "bad_request"},
+		{passive, "PATCH", "/api/v1/objects/machine/m1", `{"tags":["x"]}`, nil, 200, ""},
+		{act, "PATCH", "/api/v1/objects/machine/nope", `{"a":1}`, nil, 404, "not_found"},
+		{act, "PUT", "/api/v1/objects/Machine/m1", `{}`, nil, 400, "bad_request"},
+		{act, "PUT", "/api/v1/objects/machine/..", `{}`, nil, 400, "bad_request"},
+		{act, "PUT", "/api/v1/objects/machine/a%2Fb", `{}`, nil, 400, "bad_request"},
+		{act, "PUT", "/api/v1/objects/machine/m3", `[1,2]`, nil, 400, "bad_request"},
+		{act, "PUT", "/api/v1/objects/machine/m3", `{"a":`, nil, 400, "bad_request"},
+		{act, "PUT", "/api/v1/objects/machine/m3", `{"a":"` + strings.Repeat("x", DefaultMaxBody) + `"}`, nil, 413, "too_large"},
+		{passive, "PUT", "/api/v1/objects/machine/m3", `not json`, nil, 400, "bad_request"},
+		{act, "TRACE", "/api/v1/objects/machine/m3", ``, nil, 405, "method_not_allowed"},
+		{act, "GET", "/api/v1/nothing", ``, nil, 404, "not_found"},
+		{act, "GET", "/api/v1/objects/machine?limit=x", ``, nil, 400, "bad_request"},
+		{act, "GET", "/api/v1/objects/machine", ``, map[string]string{"Authorization": "Bearer wrong"}, 401, "unauthorized"},
+		{act, "DELETE", "/api/v1/objects/machine/m2", ``, nil, 200, ""},
+		{passive, "DELETE", "/api/v1/objects/machine/m2", ``, nil, 404, "not_found"},
+		{act, "POST", "/api/v1/ha/transfer", `{"to":"nobody"}`, nil, 404, "unknown_member"},
+		{act, "POST", "/api/v1/ha/transfer", `{"bogus":1}`, nil, 400, "bad_request"},
+		{act, "POST", "/api/v1/ha/members", `{"url":"ftp://x"}`, nil, 400, "bad_request"},
+		{act, "POST", "/api/v1/ha/init", `{}`, nil, 409, "refused"},
+	}
+	for i, s := range steps {
+		applied, _ := act.node.Store().Applied()
+		st, body := c.do(s.node, s.method, s.path, s.body, s.hdr)
+		if st != s.want {
+			t.Fatalf("step %d %s %s on %s: %d %s, want %d", i, s.method, s.path, s.node.id, st, body, s.want)
+		}
+		if s.want >= 400 {
+			var e Error
+			if err := json.Unmarshal(body, &e); err != nil || e.Code != s.wantCode || e.Error == "" {
+				t.Fatalf("step %d: error body %s, want code %q", i, body, s.wantCode)
+			}
+			if s.want != 409 && s.want != 412 && s.want != 404 {
+				if now, _ := act.node.Store().Applied(); now != applied {
+					t.Fatalf("step %d: refused request changed the applied index %d -> %d", i, applied, now)
+				}
+			}
+		}
+	}
+	// The patch merged, and every node serves the same thing.
+	st, body, hdr := c.doH(passive, "GET", "/api/v1/objects/machine/m1", "", nil)
+	if st != 200 || !strings.Contains(string(body), `"name":"a"`) || !strings.Contains(string(body), `"tags":["x"]`) || hdr.Get(HeaderNode) != act.id {
+		t.Fatalf("forwarded read: %d %s served by %s", st, body, hdr.Get(HeaderNode))
+	}
+	etag := hdr.Get("ETag")
+	if st, body := c.do(act, "PUT", "/api/v1/objects/machine/m1", `{"name":"d"}`, map[string]string{"If-Match": etag}); st != 200 {
+		t.Fatalf("CAS with current ETag %s: %d %s", etag, st, body)
+	}
+	idx, _ := act.node.Store().Applied()
+	c.waitApplied(idx, 5*time.Second)
+	st, body, hdr = c.doH(passive, "GET", "/api/v1/objects/machine/m1?stale", "", nil)
+	if st != 200 || hdr.Get(HeaderStale) != "true" || hdr.Get(HeaderNode) != passive.id || hdr.Get(HeaderApplied) == "" || hdr.Get(HeaderLag) == "" {
+		t.Fatalf("stale read: %d %s %v", st, body, hdr)
+	}
+	st, _, hdr = c.doH(passive, "GET", "/api/v1/objects/machine/m1", "", map[string]string{HeaderRedirect: "1"})
+	if st != 307 || !strings.HasPrefix(hdr.Get("Location"), act.url) {
+		t.Fatalf("redirect: %d %v", st, hdr)
+	}
+	// A list with pagination: two objects, pages of one.
+	if st, body := c.do(act, "PUT", "/api/v1/objects/machine/m9", `{"name":"z"}`, nil); st != 200 {
+		t.Fatalf("put m9: %d %s", st, body)
+	}
+	st, body = c.do(passive, "GET", "/api/v1/objects/machine?limit=1", "", nil)
+	if st != 200 || !strings.Contains(string(body), `"key":"m1"`) || !strings.Contains(string(body), `"next":"m1"`) {
+		t.Fatalf("list page 1: %d %s", st, body)
+	}
+	st, body = c.do(passive, "GET", "/api/v1/objects/machine?limit=1&after=m1", "", nil)
+	if st != 200 || !strings.Contains(string(body), `"key":"m9"`) || strings.Contains(string(body), `"next"`) {
+		t.Fatalf("list page 2: %d %s", st, body)
+	}
+}
+
+func TestTransferAndFailoverSafe(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	st, body := c.do(act, "GET", "/api/v1/ha/failover-safe?wait=2s", "", nil)
+	if st != 200 || !strings.Contains(string(body), `"safe":true`) {
+		t.Fatalf("failover-safe: %d %s", st, body)
+	}
+	var target *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			target = n
+		}
+	}
+	if st, body := c.do(act, "POST", "/api/v1/ha/transfer", fmt.Sprintf(`{"to":%q}`, target.id), nil); st != 200 {
+		t.Fatalf("transfer: %d %s", st, body)
+	}
+	if now := c.active(5 * time.Second); now != target {
+		t.Fatalf("active is %s, want %s", now.id, target.id)
+	}
+	st, body = c.do(act, "GET", "/api/v1/ha/failover-safe?wait=9s", "", nil)
+	if st != 400 {
+		t.Fatalf("failover-safe with a too long wait: %d %s", st, body)
+	}
+}
