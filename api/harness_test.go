@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +33,6 @@ type tnode struct {
 type tcluster struct {
 	t     testing.TB
 	nodes []*tnode
-	mu    sync.Mutex
 	token string
 }
 

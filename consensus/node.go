@@ -155,11 +155,23 @@ func newID() string {
 }
 
 // SetRPCHandler sets the handler that serves member HTTP (forwarded client
-// requests) on the consensus port. Call it before the node starts.
+// requests) on the consensus port. It may be called at any time; until it
+// is, such requests get 503.
 func (n *Node) SetRPCHandler(h http.Handler) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rpcHandler = h
+}
+
+func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	h := n.rpcHandler
+	n.mu.Unlock()
+	if h == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "this node's API is not up yet", Code: "starting"})
+		return
+	}
+	h.ServeHTTP(w, r)
 }
 
 // HAState returns a copy of this node's ha-state.
@@ -283,9 +295,7 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	n.client = rpcClient(n.mat.clientTLS())
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", n.internalHandler())
-	if n.rpcHandler != nil {
-		mux.Handle("/", n.rpcHandler)
-	}
+	mux.HandleFunc("/", n.serveRPC)
 	rpcSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
 	joinSrv := &http.Server{Handler: n.joinHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
 	n.servers = []*http.Server{rpcSrv, joinSrv}

@@ -241,7 +241,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	s.hmu.Lock()
 	s.applied, s.term, s.hash = applied, term, hash
 	for _, st := range steps {
-		s.ring[st.index%hashHistory] = hashAt{st.index, st.hash}
+		s.ring[st.index%hashHistory] = hashAt(st)
 	}
 	s.hmu.Unlock()
 	return results

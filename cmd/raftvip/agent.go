@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/raftvip/raftvip/api"
+	"github.com/raftvip/raftvip/consensus"
+)
+
+// agentOptions are the agent's settings, parsed from flags, the environment
+// and a config file, in that order of precedence.
+type agentOptions struct {
+	configFile    string
+	dataDir       string
+	nodeID        string
+	consensusAddr string
+	apiAddr       string
+	apiURL        string
+	virtInterface string
+	virtAddr      string
+	observer      bool
+	timing        string
+	bootstrap     bool
+	joinURL       string
+	joinToken     string
+	maxBody       int64
+	logLevel      string
+	logFormat     string
+}
+
+func newAgentCmd() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a raftvip node",
+		Long: `Run a raftvip node: Raft on --consensus-addr (mutual TLS between members) and
+the client API on --api-addr.
+
+A new node waits until it is initialised ('raftvip ha init', or --bootstrap)
+or enrolled into a cluster ('raftvip ha enroll' on the active node, or
+--join URL --token T). Once its ha-state.json is valid, that file wins over
+flags: a conflicting flag is reported and ignored.
+
+Every flag can also be set in the environment as RAFTVIP_<FLAG> (for example
+RAFTVIP_CONSENSUS_ADDR) or in a JSON config file given with --config, whose
+keys are the flag names. A flag on the command line wins over the
+environment, which wins over the file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndConfig(cmd.Flags(), o.configFile); err != nil {
+				return err
+			}
+			return runAgent(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configFile, "config", "", "JSON config file; keys are flag names")
+	f.StringVar(&o.dataDir, "data-dir", defaultDataDir, "data directory (ha-state.json, Raft log, store, TLS material)")
+	f.StringVar(&o.nodeID, "node-id", "", "this node's ID (default: a new UUID; never changes once joined)")
+	f.StringVar(&o.consensusAddr, "consensus-addr", "", "host:port for Raft and member traffic; an address of this host, not the VIP")
+	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:8092", "host:port the client API listens on")
+	f.StringVar(&o.apiURL, "api-url", "", "URL other nodes and clients use for this node's API (default: http://<api-addr>)")
+	f.StringVar(&o.virtInterface, "virt-interface", "", "network interface that carries the VIP on this node")
+	f.StringVar(&o.virtAddr, "virt-addr", "", "the cluster's virtual IP, recorded when the cluster is created with --bootstrap")
+	f.BoolVar(&o.observer, "observer", false, "vote and replicate but never become active")
+	f.StringVar(&o.timing, "timing", "default", "timing profile: default or fast (a quiet LAN)")
+	f.BoolVar(&o.bootstrap, "bootstrap", false, "create a new one-node cluster of this node if it belongs to none")
+	f.StringVar(&o.joinURL, "join", "", "API URL of a cluster member to join, with --token")
+	f.StringVar(&o.joinToken, "token", "", "join token from 'raftvip ha token', with --join")
+	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body the API accepts, in bytes")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+// applyEnvAndConfig fills every flag not given on the command line from
+// RAFTVIP_<FLAG>, then from the config file.
+func applyEnvAndConfig(fs *pflag.FlagSet, configFile string) error {
+	if v := os.Getenv("RAFTVIP_CONFIG"); configFile == "" && v != "" {
+		configFile = v
+	}
+	fileVals := map[string]any{}
+	if configFile != "" {
+		b, err := os.ReadFile(configFile)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.UseNumber()
+		if err := dec.Decode(&fileVals); err != nil {
+			return fmt.Errorf("--config %s: not a JSON object: %w", configFile, err)
+		}
+		var unknown []string
+		for k := range fileVals {
+			if fs.Lookup(k) == nil || k == "config" {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return fmt.Errorf("--config %s: unknown settings %s (keys are the agent's flag names)", configFile, strings.Join(unknown, ", "))
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		env := "RAFTVIP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+			return
+		}
+		if v, ok := fileVals[f.Name]; ok {
+			if err := fs.Set(f.Name, fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("--config %s: %s=%v: %w", configFile, f.Name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q must be debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q must be text or json", format)
+}
+
+// config turns the options into a consensus.Config, naming the flag at fault.
+func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
+	t, ok := consensus.Profiles[o.timing]
+	if !ok {
+		return consensus.Config{}, fmt.Errorf("--timing %q must be default or fast", o.timing)
+	}
+	if o.bootstrap && o.joinURL != "" {
+		return consensus.Config{}, errors.New("--bootstrap and --join exclude each other: create a cluster or join one")
+	}
+	if (o.joinURL == "") != (o.joinToken == "") {
+		return consensus.Config{}, errors.New("--join and --token go together: run 'raftvip ha token' on a member for the token")
+	}
+	if o.maxBody < 1024 {
+		return consensus.Config{}, fmt.Errorf("--max-body %d is below 1024 bytes", o.maxBody)
+	}
+	host, port, err := net.SplitHostPort(o.apiAddr)
+	if err != nil || port == "" {
+		return consensus.Config{}, fmt.Errorf("--api-addr %q must be host:port", o.apiAddr)
+	}
+	apiURL := o.apiURL
+	if apiURL == "" {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return consensus.Config{}, fmt.Errorf("--api-addr %q listens on every address: give --api-url, the URL other nodes use to reach this one", o.apiAddr)
+		}
+		apiURL = "http://" + o.apiAddr
+	}
+	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
+		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger}, nil
+}
+
+func runAgent(ctx context.Context, o *agentOptions) error {
+	logger, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config(logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		return fmt.Errorf("--api-addr: %w", err)
+	}
+	node, err := consensus.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	logger = logger.With("node", node.ID())
+	apiSrv := api.New(node, logger, o.maxBody)
+	node.SetRPCHandler(apiSrv)
+	srv := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("API listening", "addr", ln.Addr().String(), "url", cfg.APIURL)
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	st := node.HAState()
+	switch {
+	case st.Valid && (o.bootstrap || o.joinURL != ""):
+		logger.Warn("this node already belongs to a cluster; --bootstrap and --join are ignored", "cluster", st.HaID)
+	case st.Valid:
+		logger.Info("rejoining cluster", "cluster", st.HaID)
+	case o.bootstrap:
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = node.Init(ictx, consensus.InitOptions{VirtAddr: o.virtAddr})
+		cancel()
+		if err != nil {
+			shutdown(logger, node, srv, false)
+			return fmt.Errorf("--bootstrap: %w", err)
+		}
+		logger.Info("created a new cluster", "cluster", node.HAState().HaID)
+	case o.joinURL != "":
+		jctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		err = node.Join(jctx, o.joinURL, o.joinToken)
+		cancel()
+		if err != nil {
+			shutdown(logger, node, srv, false)
+			return fmt.Errorf("--join: %w", err)
+		}
+	default:
+		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
+	}
+
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping")
+	case err := <-serveErr:
+		shutdown(logger, node, srv, false)
+		return fmt.Errorf("API server: %w", err)
+	}
+	shutdown(logger, node, srv, true)
+	return nil
+}
+
+// shutdown stops a node in order: hand leadership over (if active and
+// graceful), stop the API, then close consensus and storage.
+func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, graceful bool) {
+	if graceful && node.IsActive() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		to, err := node.Transfer(ctx, "")
+		cancel()
+		if err != nil {
+			logger.Warn("could not hand leadership over before stopping", "err", err)
+		} else {
+			logger.Info("handed leadership over", "to", to)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(ctx)
+	cancel()
+	if err := node.Close(); err != nil {
+		logger.Warn("closing node", "err", err)
+	}
+}

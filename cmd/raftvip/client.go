@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftvip/raftvip/consensus"
+)
+
+// clientOptions are the flags shared by every command that talks to a
+// running node's API.
+type clientOptions struct {
+	endpoint string
+	token    string
+	dataDir  string
+	timeout  time.Duration
+}
+
+const defaultEndpoint = "http://127.0.0.1:8092"
+
+func (o *clientOptions) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVarP(&o.endpoint, "endpoint", "E", envOr("RAFTVIP_ENDPOINT", defaultEndpoint), "API URL of a raftvip node (env RAFTVIP_ENDPOINT)")
+	f.StringVar(&o.token, "api-token", os.Getenv("RAFTVIP_API_TOKEN"), "the cluster's API bearer token (env RAFTVIP_API_TOKEN; default: Token from --data-dir's ha-state.json)")
+	f.StringVar(&o.dataDir, "data-dir", envOr("RAFTVIP_DATA_DIR", defaultDataDir), "data directory whose ha-state.json holds the API token, when --api-token is not given")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// apiError is an error answer from a node: the JSON body's message and code
+// and the HTTP status.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+}
+
+// client calls one node's API.
+type client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+func (o *clientOptions) client() (*client, error) {
+	u, err := url.Parse(strings.TrimRight(o.endpoint, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--endpoint %q must be an http:// or https:// URL such as %s", o.endpoint, defaultEndpoint)
+	}
+	tok := o.token
+	if tok == "" && o.dataDir != "" {
+		if st, err := consensus.ReadHAState(o.dataDir); err == nil {
+			tok = st.Token
+		}
+	}
+	return &client{base: u, token: tok, http: &http.Client{
+		Timeout:       o.timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}, nil
+}
+
+// do sends a request with an optional JSON body and decodes a JSON answer
+// into out (if not nil). An error answer becomes an *apiError.
+func (c *client) do(ctx context.Context, method, path string, in any, out any) (http.Header, error) {
+	var body io.Reader
+	if in != nil {
+		switch v := in.(type) {
+		case []byte:
+			body = bytes.NewReader(v)
+		default:
+			b, err := json.Marshal(in)
+			if err != nil {
+				return nil, err
+			}
+			body = bytes.NewReader(b)
+		}
+	}
+	return c.doRaw(ctx, method, path, body, nil, out)
+}
+
+func (c *client) doRaw(ctx context.Context, method, path string, body io.Reader, hdr map[string]string, out any) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range hdr {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach raftvip at %s: %w (is the agent running? set --endpoint or RAFTVIP_ENDPOINT)", c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer from %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return resp.Header, &apiError{Status: resp.StatusCode, Code: e.Code, Message: e.Error}
+		}
+		return resp.Header, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
+	}
+	if out != nil {
+		if p, ok := out.(*[]byte); ok {
+			*p = raw
+			return resp.Header, nil
+		}
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.Header, fmt.Errorf("decoding the answer from %s: %w", c.base, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,18 @@
+// Command raftvip is the one binary of raftvip: the agent that runs a node,
+// the 'ha' commands that form, grow, shrink and inspect a cluster (named as
+// in Digital Rebar Provision's 'drpcli system ha'), the 'objects' commands
+// that read and write replicated data, and 'demo', which runs a three-node
+// cluster on this machine.
+//
+// # Usage
+//
+//	raftvip agent --data-dir /var/lib/raftvip --consensus-addr 198.18.0.1:8093 \
+//	    --api-addr 198.18.0.1:8092 --bootstrap
+//	raftvip ha enroll -E http://198.18.0.1:8092 http://198.18.0.2:8092
+//	raftvip ha status -E http://198.18.0.1:8092
+//	raftvip objects put machine m1 '{"name":"m1"}'
+//	raftvip demo
+//
+// Client commands find the API token in --api-token, RAFTVIP_API_TOKEN, or
+// the Token field of --data-dir's ha-state.json.
+package main

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// defaultDataDir is where a node keeps its state unless told otherwise.
+const defaultDataDir = "/var/lib/raftvip"
+
+// exitError carries a specific exit code without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "raftvip",
+		Short: "Raft-replicated high availability with one virtual IP",
+		Long: `raftvip runs a stateful service on three or five identical nodes. Every write is
+replicated with Raft, the Raft leader is the single active node, and clients
+reach it through one virtual IP or a load balancer.
+
+Run a node with 'raftvip agent', form a cluster with 'raftvip ha init' and
+'raftvip ha enroll', and read or write data with 'raftvip objects'.
+'raftvip demo' shows a three-node cluster on this machine.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newAgentCmd(), newHACmd(), newObjectsCmd(), newDemoCmd())
+	return root
+}
+
+func main() {
+	err := newRootCmd().Execute()
+	if err == nil {
+		return
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	fmt.Fprintln(os.Stderr, "Error:", err)
+	os.Exit(1)
+}
