@@ -321,3 +321,51 @@ func TestTransferAndFailoverSafe(t *testing.T) {
 		t.Fatalf("failover-safe with a too long wait: %d %s", st, body)
 	}
 }
+
+// TestObserverNeverActive: an observer votes and replicates but is never
+// active; leadership cannot be handed to it, and when the active node dies
+// the passive node takes over even if the observer wins the election.
+func TestObserverNeverActive(t *testing.T) {
+	c := newCluster(t)
+	c.boot(2)
+	obs := c.add(true)
+	c.enroll(obs)
+	act := c.active(5 * time.Second)
+	if st, body := c.do(act, "POST", "/api/v1/ha/transfer", fmt.Sprintf(`{"to":%q}`, obs.id), nil); st != 409 || !strings.Contains(string(body), "observer") {
+		t.Fatalf("transfer to the observer: %d %s", st, body)
+	}
+	if st, body := c.do(act, "PUT", "/api/v1/objects/item/x", `{"v":1}`, nil); st != 200 {
+		t.Fatalf("put: %d %s", st, body)
+	}
+	idx, _ := act.node.Store().Applied()
+	c.waitApplied(idx, 5*time.Second)
+	if st := obs.node.Status(); st.Role != "observer" {
+		t.Fatalf("observer's role is %q", st.Role)
+	}
+	for round := 0; round < 3; round++ {
+		act = c.active(10 * time.Second)
+		act.stop()
+		var passive *tnode
+		for _, n := range c.nodes[:2] {
+			if n != act {
+				passive = n
+			}
+		}
+		// Until the passive node is active, the observer must never be.
+		deadline := time.Now().Add(20 * time.Second)
+		for !passive.node.IsActive() {
+			if obs.node.IsActive() {
+				t.Fatal("the observer became active")
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %s did not become active; observer status %+v", round, passive.id, obs.node.Status())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		st, body := c.do(passive, "GET", "/api/v1/objects/item/x", "", nil)
+		if st != 200 {
+			t.Fatalf("read after failover: %d %s", st, body)
+		}
+		act.start(false)
+	}
+}

@@ -1,0 +1,246 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newCluster makes a one-node cluster on loopback.
+func newCluster(t *testing.T, id string) *Node {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := New(Config{DataDir: t.TempDir(), NodeID: id, ConsensusAddr: freeAddr(t), APIURL: "http://127.0.0.1:1", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n.Init(ctx, InitOptions{}); err != nil {
+		t.Fatalf("init %s: %v", id, err)
+	}
+	return n
+}
+
+// TestOtherClusterRefused: a node holding a certificate from another
+// cluster's CA, or none, can neither call member endpoints nor speak Raft.
+func TestOtherClusterRefused(t *testing.T) {
+	a := newCluster(t, "a")
+	b := newCluster(t, "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// a's own client reaches a.
+	var st NodeStatus
+	if err := a.getInternal(ctx, a.cfg.ConsensusAddr, "/internal/status", &st); err != nil || st.ID != "a" {
+		t.Fatalf("a cannot reach itself: %v %+v", err, st)
+	}
+	// b's member certificate is not trusted by a, and a's server
+	// certificate is not trusted by b.
+	err := b.getInternal(ctx, a.cfg.ConsensusAddr, "/internal/status", &st)
+	if err == nil {
+		t.Fatal("a member of another cluster reached /internal/status")
+	}
+
+	// A client that trusts a's CA (so the server side verifies) but
+	// presents b's certificate is refused by a during the handshake.
+	mixed := a.mat.clientTLS()
+	mixed.Certificates = []tls.Certificate{b.mat.nodeTLS}
+	for _, kind := range []byte{streamRaft, streamRPC} {
+		if err := roundTrip(a.cfg.ConsensusAddr, mixed, kind); err == nil {
+			t.Fatalf("stream %c: a certificate from another CA was accepted", kind)
+		}
+	}
+	// Without any certificate, Raft and member HTTP are refused; only the
+	// join stream answers.
+	anon := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: a.mat.pool, ServerName: memberServerName}
+	for _, kind := range []byte{streamRaft, streamRPC} {
+		if err := roundTrip(a.cfg.ConsensusAddr, anon, kind); err == nil {
+			t.Fatalf("stream %c: a client without a certificate was served", kind)
+		}
+	}
+	if err := roundTrip(a.cfg.ConsensusAddr, anon, streamJoin); err != nil {
+		t.Fatalf("join stream refused a client without a certificate: %v", err)
+	}
+}
+
+// roundTrip opens a stream and sends an HTTP request on it; it fails unless
+// an HTTP answer comes back.
+func roundTrip(addr string, conf *tls.Config, kind byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := dialStream(ctx, addr, conf, kind)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, "GET /internal/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		return err
+	}
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(buf), "HTTP/1.1") {
+		return errors.New("no HTTP answer")
+	}
+	return nil
+}
+
+func TestJoinTokens(t *testing.T) {
+	a := newCluster(t, "a")
+	b := newCluster(t, "b")
+	haA := a.HAState().HaID
+	tok, err := a.Token(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.mat.checkToken(tok, haA); err != nil {
+		t.Fatalf("a's own token refused: %v", err)
+	}
+	c, err := ParseToken(tok)
+	if err != nil || c.ClusterID != haA || c.CAHash != a.mat.CAFingerprint() {
+		t.Fatalf("claims %+v, %v", c, err)
+	}
+	tokB, _ := b.Token(time.Minute)
+	expired, _ := a.mat.newToken(haA, -time.Second)
+	parts := strings.Split(tok, ".")
+	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
+	for name, bad := range map[string]string{"other cluster": tokB, "expired": expired, "tampered": tampered, "garbage": "hello", "empty": ""} {
+		if err := a.mat.checkToken(bad, haA); !errors.Is(err, ErrBadToken) {
+			t.Errorf("%s token: %v, want ErrBadToken", name, err)
+		}
+	}
+	if _, err := a.Token(0); err == nil {
+		t.Error("a zero lifetime was accepted")
+	}
+	if _, err := a.Token(8 * 24 * time.Hour); err == nil {
+		t.Error("a lifetime over a week was accepted")
+	}
+}
+
+func TestTimingValidate(t *testing.T) {
+	for name, p := range Profiles {
+		if err := p.Validate(); err != nil {
+			t.Errorf("profile %s: %v", name, err)
+		}
+	}
+	d := DefaultTiming()
+	bad := map[string]Timing{
+		"lease as long as heartbeat": {Heartbeat: d.Heartbeat, Election: d.Election, LeaderLease: d.LeaderLease, ActiveLease: d.Heartbeat, CommitTimeout: d.CommitTimeout},
+		"lease inside the margin":    {Heartbeat: d.Heartbeat, Election: d.Election, LeaderLease: d.LeaderLease, ActiveLease: d.Heartbeat - d.leaseMargin(), CommitTimeout: d.CommitTimeout},
+		"election below heartbeat":   {Heartbeat: d.Heartbeat, Election: d.Heartbeat / 2, LeaderLease: d.LeaderLease, ActiveLease: d.ActiveLease, CommitTimeout: d.CommitTimeout},
+		"tiny heartbeat":             {Heartbeat: 10 * time.Millisecond, Election: time.Second, LeaderLease: 5 * time.Millisecond, ActiveLease: 5 * time.Millisecond, CommitTimeout: time.Millisecond},
+		"no commit timeout":          {Heartbeat: d.Heartbeat, Election: d.Election, LeaderLease: d.LeaderLease, ActiveLease: d.ActiveLease},
+	}
+	for name, tm := range bad {
+		if err := tm.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := Config{DataDir: "/x", ConsensusAddr: "198.18.0.1:8093", APIURL: "http://198.18.0.1:8092", Timing: DefaultTiming()}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for flag, mutate := range map[string]func(*Config){
+		"--data-dir":       func(c *Config) { c.DataDir = "" },
+		"--consensus-addr": func(c *Config) { c.ConsensusAddr = "0.0.0.0:8093" },
+		"--api-url":        func(c *Config) { c.APIURL = "ftp://x" },
+	} {
+		c := good
+		mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("bad %s: %v", flag, err)
+		}
+	}
+	c := good
+	c.ConsensusAddr = "198.18.0.1"
+	if err := c.Validate(); err == nil {
+		t.Error("a consensus address without a port was accepted")
+	}
+}
+
+func TestHAStateWinsOverFlags(t *testing.T) {
+	dir := t.TempDir()
+	if st, err := ReadHAState(dir); err != nil || st.Valid {
+		t.Fatalf("missing file: %+v %v", st, err)
+	}
+	want := &HAState{ConsensusID: "n1", HaID: "c1", ConsensusAddr: "198.18.0.1:8093", ApiUrl: "http://198.18.0.1:8092", VirtInterface: "eth0", Valid: true}
+	if err := WriteHAState(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHAState(dir)
+	if err != nil || *got != *want {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	cfg := Config{NodeID: "other", ConsensusAddr: "198.18.0.9:8093"}
+	conflicts := got.overrides(&cfg)
+	if cfg.NodeID != "n1" || cfg.ConsensusAddr != "198.18.0.1:8093" || cfg.APIURL != want.ApiUrl || cfg.VirtInterface != "eth0" {
+		t.Fatalf("ha-state did not win: %+v", cfg)
+	}
+	if len(conflicts) != 2 {
+		t.Fatalf("want two reported conflicts (node-id, consensus-addr), got %q", conflicts)
+	}
+}
+
+// TestSubscribePublishesActive: the single node of a new cluster becomes
+// active and its subscribers hear of it; Close ends the subscription.
+func TestSubscribePublishesActive(t *testing.T) {
+	a := newCluster(t, "a")
+	ch, cancel := a.Subscribe()
+	defer cancel()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case act := <-ch:
+			if act.Active && act.LeaderID == "a" && act.Term > 0 {
+				goto closed
+			}
+		case <-deadline:
+			t.Fatal("no Active{Active: true} published")
+		}
+	}
+closed:
+	a.Close()
+	for {
+		select {
+		case act, ok := <-ch:
+			if !ok {
+				return
+			}
+			if act.Active {
+				t.Fatal("a closed node published Active")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the subscription was not closed with the node")
+		}
+	}
+}
