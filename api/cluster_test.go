@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftvip/raftvip/consensus"
+	"github.com/raftvip/raftvip/store"
 )
 
 // writers sends puts through the given nodes until stop is closed and
@@ -367,5 +368,49 @@ func TestObserverNeverActive(t *testing.T) {
 			t.Fatalf("read after failover: %d %s", st, body)
 		}
 		act.start(false)
+	}
+}
+
+// TestDivergenceDetected: a node whose state differs from the others at the
+// same index (what hashicorp/raft issue #695 can cause) is reported by the
+// cluster status, which compares state hashes.
+func TestDivergenceDetected(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	var victim *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			victim = n
+		}
+	}
+	put := func(key string) {
+		if st, body := c.do(act, "PUT", "/api/v1/objects/item/"+key, `{"v":1}`, nil); st != 200 {
+			t.Fatalf("put: %d %s", st, body)
+		}
+	}
+	put("a")
+	idx, _ := act.node.Store().Applied()
+	c.waitApplied(idx, 5*time.Second)
+	c.checkConsistent(act)
+	// Apply, on the victim alone, a different command at the next index:
+	// the real entry at that index will then be skipped there.
+	cmd := store.Command{Op: store.OpPut, Kind: "item", Key: "rogue", Value: []byte(`{"v":2}`), Time: 1}
+	data, err := cmd.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, term := victim.node.Store().Applied()
+	victim.node.Store().ApplyBatch([]store.Entry{{Index: applied + 1, Term: term, Data: data}})
+	put("b")
+	idx, _ = act.node.Store().Applied()
+	c.waitApplied(idx, 5*time.Second)
+	st, body := c.do(act, "GET", "/api/v1/ha/status", "", nil)
+	var cs consensus.ClusterStatus
+	if st != 200 || json.Unmarshal(body, &cs) != nil {
+		t.Fatalf("status: %d %s", st, body)
+	}
+	if cs.Consistent || !strings.Contains(strings.Join(cs.Warnings, "\n"), "DIVERGENCE") {
+		t.Fatalf("divergence not reported: %s", body)
 	}
 }

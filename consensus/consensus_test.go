@@ -244,3 +244,25 @@ closed:
 		}
 	}
 }
+
+func TestSharedStorageRefused(t *testing.T) {
+	for link, want := range map[string]string{
+		"../../devices/platform/host3/session1/target3:0:0/3:0:0:0/block/sdb/sdb1":            "iSCSI",
+		"../../devices/virtual/block/drbd0":                                                   "DRBD",
+		"../../devices/virtual/block/nbd2":                                                    "NBD (network block device)",
+		"../../devices/virtual/block/rbd0":                                                    "Ceph RBD",
+		"../../devices/pci0000:00/0000:00:05.0/virtio2/block/vda":                             "",
+		"../../devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/sda2": "",
+	} {
+		if got := sharedBlock(link); got != want {
+			t.Errorf("%s: %q, want %q", link, got, want)
+		}
+	}
+	if name := sharedFS[0x6969]; name != "NFS" {
+		t.Errorf("NFS magic maps to %q", name)
+	}
+	// This machine's temporary directory is local and accepted.
+	if err := checkLocalStorage(t.TempDir()); err != nil {
+		t.Fatalf("a local directory was refused: %v", err)
+	}
+}

@@ -28,4 +28,7 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrShutdown means the node is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
+	// ErrSharedStorage means the data directory is on a network or shared
+	// filesystem or block device (NFS, SMB, CephFS, iSCSI, DRBD, ...).
+	ErrSharedStorage = errors.New("the data directory is on shared storage")
 )

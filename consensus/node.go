@@ -91,6 +91,9 @@ func New(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
+	if err := checkLocalStorage(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	st, err := ReadHAState(cfg.DataDir)
 	if err != nil {
 		return nil, err
