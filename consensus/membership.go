@@ -591,7 +591,7 @@ func (n *Node) Transfer(ctx context.Context, target string) (string, error) {
 	n.transferring = true
 	n.leaseMu.Unlock()
 	n.publish() // released before Raft can elect anyone else
-	if err := r.LeadershipTransferToServer(s.ID, s.Address).Error(); err != nil {
+	if err := n.await(r.LeadershipTransferToServer(s.ID, s.Address)); err != nil {
 		n.leaseMu.Lock()
 		n.transferring = false
 		n.leaseMu.Unlock()

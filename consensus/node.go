@@ -409,7 +409,7 @@ func (n *Node) runLeadership(r *raft.Raft) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
-				if err := r.Barrier(5 * t.Heartbeat).Error(); err != nil {
+				if err := n.await(r.Barrier(5 * t.Heartbeat)); err != nil {
 					n.logger.Warn("barrier after election failed", "term", term, "err", err)
 					barrierTerm.CompareAndSwap(term, 0)
 					return
@@ -430,7 +430,7 @@ func (n *Node) runLeadership(r *raft.Raft) {
 				defer n.wg.Done()
 				defer func() { <-verifying }()
 				t0 := time.Now()
-				if err := r.VerifyLeader().Error(); err != nil {
+				if err := n.await(r.VerifyLeader()); err != nil {
 					return
 				}
 				n.leaseMu.Lock()
@@ -443,6 +443,21 @@ func (n *Node) runLeadership(r *raft.Raft) {
 		default:
 		}
 		n.publish()
+	}
+}
+
+// await waits for a Raft future, or for the node to close. hashicorp/raft
+// can leave a future unanswered when it shuts down (a VerifyLeader queued as
+// the leader loop exits), so a goroutine that Close waits for must never
+// block on Error() alone; the helper goroutine ends when Raft answers.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.stop:
+		return ErrShutdown
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -18,6 +19,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/raftvip/raftvip/announce"
+	"github.com/raftvip/raftvip/announce/arp"
 	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
 )
@@ -39,6 +42,9 @@ type agentOptions struct {
 	joinURL       string
 	joinToken     string
 	maxBody       int64
+	vips          []string
+	vipScript     string
+	arpRefresh    time.Duration
 	logLevel      string
 	logFormat     string
 }
@@ -82,6 +88,9 @@ environment, which wins over the file.`,
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "create a new one-node cluster of this node if it belongs to none")
 	f.StringVar(&o.joinURL, "join", "", "API URL of a cluster member to join, with --token")
 	f.StringVar(&o.joinToken, "token", "", "join token from 'raftvip ha token', with --join")
+	f.StringSliceVar(&o.vips, "vip", nil, "virtual IP with its subnet's prefix length (198.18.0.100/24, 2001:db8::100/64), held and answered for by the active node; repeat for several")
+	f.StringVar(&o.vipScript, "virt-interface-script", "", "script called as 'SCRIPT add|remove IFACE ADDR/PREFIX' instead of raftvip adding the VIP (gives up process-answered ARP fencing)")
+	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
 	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body the API accepts, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -178,6 +187,11 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		}
 		apiURL = "http://" + o.apiAddr
 	}
+	for _, v := range o.vips {
+		if _, err := netip.ParsePrefix(v); err != nil {
+			return consensus.Config{}, fmt.Errorf("--vip %q must be an address with its subnet's prefix length, such as 198.18.0.100/24", v)
+		}
+	}
 	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
 		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger}, nil
 }
@@ -223,7 +237,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		err = node.Init(ictx, consensus.InitOptions{VirtAddr: o.virtAddr})
 		cancel()
 		if err != nil {
-			shutdown(logger, node, srv, false)
+			shutdown(logger, node, srv, nil, false)
 			return fmt.Errorf("--bootstrap: %w", err)
 		}
 		logger.Info("created a new cluster", "cluster", node.HAState().HaID)
@@ -232,27 +246,66 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		err = node.Join(jctx, o.joinURL, o.joinToken)
 		cancel()
 		if err != nil {
-			shutdown(logger, node, srv, false)
+			shutdown(logger, node, srv, nil, false)
 			return fmt.Errorf("--join: %w", err)
 		}
 	default:
 		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
 	}
 
+	ann, err := startAnnouncer(ctx, logger, o, node)
+	if err != nil {
+		shutdown(logger, node, srv, nil, false)
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case err := <-serveErr:
-		shutdown(logger, node, srv, false)
+		shutdown(logger, node, srv, ann, false)
 		return fmt.Errorf("API server: %w", err)
 	}
-	shutdown(logger, node, srv, true)
+	shutdown(logger, node, srv, ann, true)
 	return nil
+}
+
+// startAnnouncer starts the ARP/NDP announcer for --vip, if any, and keeps
+// it in step with the node's active signal.
+func startAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+	if len(o.vips) == 0 {
+		return nil, nil
+	}
+	iface := o.virtInterface
+	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
+		iface = st.VirtInterface
+	}
+	if iface == "" {
+		return nil, errors.New("--vip needs --virt-interface, the interface on the VIP's network")
+	}
+	vips := make([]netip.Prefix, len(o.vips))
+	for i, v := range o.vips {
+		vips[i] = netip.MustParsePrefix(v)
+	}
+	a, err := arp.New(arp.Config{Interface: iface, VIPs: vips, Active: node.IsActive, Refresh: o.arpRefresh,
+		Script: o.vipScript, Logger: logger.With("component", "arp")})
+	if err != nil {
+		return nil, err
+	}
+	ch, cancel := node.Subscribe()
+	go func() {
+		defer cancel()
+		for s := range ch {
+			if err := a.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {
+				logger.Error("announcing the VIPs", "active", s.Active, "err", err)
+			}
+		}
+	}()
+	return a, nil
 }
 
 // shutdown stops a node in order: hand leadership over (if active and
 // graceful), stop the API, then close consensus and storage.
-func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, graceful bool) {
+func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, ann announce.Announcer, graceful bool) {
 	if graceful && node.IsActive() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		to, err := node.Transfer(ctx, "")
@@ -261,6 +314,11 @@ func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, grace
 			logger.Warn("could not hand leadership over before stopping", "err", err)
 		} else {
 			logger.Info("handed leadership over", "to", to)
+		}
+	}
+	if ann != nil {
+		if err := ann.Close(); err != nil {
+			logger.Warn("releasing the VIPs", "err", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,0 +1,493 @@
+package arp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	marp "github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv6"
+
+	"github.com/raftvip/raftvip/announce"
+)
+
+// Config configures an ARP/NDP announcer.
+type Config struct {
+	// Interface is the node's VirtInterface: the layer-2 interface on which
+	// clients ask for the VIPs.
+	Interface string
+	// VIPs are the virtual IPs, each with the prefix length of its subnet on
+	// Interface (198.18.0.100/24, 2001:db8::100/64).
+	VIPs []netip.Prefix
+	// Active is checked before every ARP or NDP answer.
+	Active announce.ActiveFunc
+	// Gratuitous is how many gratuitous ARPs (unsolicited neighbour
+	// advertisements) are sent on taking the VIPs over; 0 means 3.
+	Gratuitous int
+	// GratuitousInterval spaces them; 0 means 50 ms.
+	GratuitousInterval time.Duration
+	// Refresh repeats one gratuitous announcement this often while active,
+	// for switches whose tables age quickly; 0 means 3 s, negative never.
+	Refresh time.Duration
+	// Script, when set, is called as "SCRIPT add|remove IFACE ADDR/PREFIX"
+	// instead of raftvip adding the address itself (Digital Rebar's
+	// VirtInterfaceScript). The script's address is then answered by the
+	// kernel, so a frozen or cut-off node keeps answering for it: the
+	// process-answered fencing is given up.
+	Script string
+	// Logger receives what the announcer does; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// holder is the interface the VIPs are added to: the kernel accepts traffic
+// for an address on lo, but with arp_ignore=1 on Interface it never answers
+// ARP for it there; the process does, while it is active.
+const holder = "lo"
+
+// Announcer answers ARP (IPv4) and neighbour solicitations (IPv6) for the
+// VIPs from the process, holds the VIPs on the host while active, and sends
+// gratuitous announcements on every takeover.
+type Announcer struct {
+	cfg    Config
+	logger *slog.Logger
+	ifi    *net.Interface
+	v4, v6 []netip.Addr
+
+	arpc *marp.Client
+	ndpc *ndp.Conn
+
+	active atomic.Bool // answering: set after the address is in place, cleared before it goes
+
+	mu       sync.Mutex // serialises Set and Close
+	refresh  chan struct{}
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	answered atomic.Uint64
+}
+
+var _ announce.Announcer = (*Announcer)(nil)
+
+// Sentinel errors.
+var (
+	// ErrConfig means the configuration cannot work on this host.
+	ErrConfig = errors.New("ARP announcer configuration")
+)
+
+// New checks the configuration against the host, removes any VIP left on
+// its interfaces by an earlier crash, configures the kernel not to answer
+// ARP for the VIPs, and starts the responders (passive until Set).
+func New(cfg Config) (*Announcer, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Gratuitous <= 0 {
+		cfg.Gratuitous = 3
+	}
+	if cfg.GratuitousInterval <= 0 {
+		cfg.GratuitousInterval = 50 * time.Millisecond
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = 3 * time.Second
+	}
+	if cfg.Active == nil {
+		return nil, fmt.Errorf("%w: no active check", ErrConfig)
+	}
+	if len(cfg.VIPs) == 0 {
+		return nil, fmt.Errorf("%w: no VIP", ErrConfig)
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: VirtInterface %q: %v", ErrConfig, cfg.Interface, err)
+	}
+	a := &Announcer{cfg: cfg, logger: cfg.Logger.With("iface", cfg.Interface), ifi: ifi, stop: make(chan struct{})}
+	if err := a.checkSubnets(); err != nil {
+		return nil, err
+	}
+	if cfg.Script == "" {
+		if len(a.v4) > 0 {
+			for k, v := range map[string]string{"arp_ignore": "1", "arp_announce": "2"} {
+				p := filepath.Join("/proc/sys/net/ipv4/conf", cfg.Interface, k)
+				if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+					return nil, fmt.Errorf("%w: setting %s: %v", ErrConfig, p, err)
+				}
+			}
+		}
+	}
+	a.removeStale()
+	if len(a.v4) > 0 {
+		if a.arpc, err = marp.Dial(ifi); err != nil {
+			return nil, fmt.Errorf("opening ARP socket on %s: %w", cfg.Interface, err)
+		}
+		a.wg.Add(1)
+		go a.serveARP()
+	}
+	if len(a.v6) > 0 {
+		if err := a.listenNDP(); err != nil {
+			a.Close()
+			return nil, err
+		}
+		a.wg.Add(1)
+		go a.serveNDP()
+	}
+	return a, nil
+}
+
+// checkSubnets splits the VIPs by family and checks that each lies in a
+// subnet of the interface.
+func (a *Announcer) checkSubnets() error {
+	link, err := netlink.LinkByName(a.cfg.Interface)
+	if err != nil {
+		return fmt.Errorf("%w: VirtInterface %q: %v", ErrConfig, a.cfg.Interface, err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing addresses of %s: %w", a.cfg.Interface, err)
+	}
+	var have []string
+	var subnets []netip.Prefix
+	for _, ad := range addrs {
+		ip, ok := netip.AddrFromSlice(ad.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := ad.Mask.Size()
+		p := netip.PrefixFrom(ip.Unmap(), ones).Masked()
+		subnets = append(subnets, p)
+		have = append(have, ad.IPNet.String())
+	}
+	for _, v := range a.cfg.VIPs {
+		vip := v.Addr().Unmap()
+		if !vip.IsGlobalUnicast() {
+			return fmt.Errorf("%w: VIP %s is not a unicast host address", ErrConfig, v)
+		}
+		in := slices.ContainsFunc(subnets, func(p netip.Prefix) bool { return p.Contains(vip) && p.Addr() != vip })
+		if !in {
+			return fmt.Errorf("%w: VIP %s is not in a subnet of %s (its addresses: %s); on a flat network the VIP must share a subnet with VirtInterface",
+				ErrConfig, vip, a.cfg.Interface, strings.Join(have, ", "))
+		}
+		if vip.Is4() {
+			a.v4 = append(a.v4, vip)
+		} else {
+			a.v6 = append(a.v6, vip)
+		}
+	}
+	return nil
+}
+
+// removeStale deletes VIPs that an interrupted stop left on any interface.
+func (a *Announcer) removeStale() {
+	links, err := netlink.LinkList()
+	if err != nil {
+		a.logger.Warn("listing interfaces to clean stale VIPs", "err", err)
+		return
+	}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			ip, _ := netip.AddrFromSlice(ad.IP)
+			if a.isVIP(ip.Unmap()) {
+				if err := netlink.AddrDel(l, &ad); err == nil {
+					a.logger.Warn("removed a VIP left from an earlier run", "vip", ip, "link", l.Attrs().Name)
+				}
+			}
+		}
+	}
+}
+
+func (a *Announcer) isVIP(ip netip.Addr) bool {
+	return slices.Contains(a.v4, ip) || slices.Contains(a.v6, ip)
+}
+
+// answering reports whether the process answers for the VIPs right now.
+func (a *Announcer) answering() bool { return a.active.Load() && a.cfg.Active() }
+
+// Answered returns how many ARP and NDP requests this announcer answered.
+func (a *Announcer) Answered() uint64 { return a.answered.Load() }
+
+func (a *Announcer) serveARP() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.stop:
+			return
+		default:
+		}
+		_ = a.arpc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		p, _, err := a.arpc.Read()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			select {
+			case <-a.stop:
+				return
+			default:
+			}
+			continue // a malformed frame
+		}
+		if p.Operation != marp.OperationRequest || !slices.Contains(a.v4, p.TargetIP) || !a.answering() {
+			continue
+		}
+		if err := a.arpc.Reply(p, a.ifi.HardwareAddr, p.TargetIP); err != nil {
+			a.logger.Warn("ARP reply failed", "vip", p.TargetIP, "err", err)
+			continue
+		}
+		a.answered.Add(1)
+	}
+}
+
+func (a *Announcer) listenNDP() error {
+	// The link-local address may still be tentative (duplicate address
+	// detection) right after the link came up: retry for a while.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _, err := ndp.Listen(a.ifi, ndp.LinkLocal)
+		if err == nil {
+			a.ndpc = c
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("opening NDP socket on %s: %w", a.cfg.Interface, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeNeighborSolicitation)
+	if err := a.ndpc.SetICMPFilter(&f); err != nil {
+		return fmt.Errorf("NDP filter: %w", err)
+	}
+	for _, v := range a.v6 {
+		g, err := ndp.SolicitedNodeMulticast(v)
+		if err != nil {
+			return err
+		}
+		if err := a.ndpc.JoinGroup(g); err != nil {
+			return fmt.Errorf("joining %s for VIP %s: %w", g, v, err)
+		}
+	}
+	return nil
+}
+
+func (a *Announcer) serveNDP() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.stop:
+			return
+		default:
+		}
+		_ = a.ndpc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		m, _, src, err := a.ndpc.ReadFrom()
+		if err != nil {
+			continue
+		}
+		ns, ok := m.(*ndp.NeighborSolicitation)
+		if !ok || !slices.Contains(a.v6, ns.TargetAddress) || !a.answering() {
+			continue
+		}
+		na := &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ns.TargetAddress,
+			Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: a.ifi.HardwareAddr}}}
+		dst := src
+		if !src.IsValid() || src.IsUnspecified() { // duplicate address detection: answer everyone
+			na.Solicited = false
+			dst = netip.IPv6LinkLocalAllNodes()
+		}
+		if err := a.ndpc.WriteTo(na, nil, dst); err != nil {
+			a.logger.Warn("neighbour advertisement failed", "vip", ns.TargetAddress, "err", err)
+			continue
+		}
+		a.answered.Add(1)
+	}
+}
+
+// announceOnce sends one gratuitous ARP request and reply for each IPv4 VIP
+// and one unsolicited neighbour advertisement for each IPv6 VIP.
+func (a *Announcer) announceOnce() {
+	if !a.answering() {
+		return
+	}
+	for _, v := range a.v4 {
+		for _, op := range []marp.Operation{marp.OperationRequest, marp.OperationReply} {
+			p, err := marp.NewPacket(op, a.ifi.HardwareAddr, v, ethernet.Broadcast, v)
+			if err == nil {
+				err = a.arpc.WriteTo(p, ethernet.Broadcast)
+			}
+			if err != nil {
+				a.logger.Warn("gratuitous ARP failed", "vip", v, "err", err)
+			}
+		}
+	}
+	for _, v := range a.v6 {
+		na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: v,
+			Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: a.ifi.HardwareAddr}}}
+		if err := a.ndpc.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes()); err != nil {
+			a.logger.Warn("unsolicited neighbour advertisement failed", "vip", v, "err", err)
+		}
+	}
+}
+
+// gratuitous sends the burst, then refreshes, until stopped.
+func (a *Announcer) gratuitous(stop chan struct{}) {
+	defer a.wg.Done()
+	a.announceOnce()
+	for i := 1; i < a.cfg.Gratuitous; i++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(a.cfg.GratuitousInterval):
+		}
+		a.announceOnce()
+	}
+	if a.cfg.Refresh < 0 {
+		return
+	}
+	t := time.NewTicker(a.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			a.announceOnce()
+		}
+	}
+}
+
+func (a *Announcer) prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(a.cfg.VIPs))
+	for _, v := range a.cfg.VIPs {
+		out = append(out, netip.PrefixFrom(v.Addr().Unmap(), v.Addr().BitLen()))
+	}
+	return out
+}
+
+// Announced returns the VIPs this node announces now (as host prefixes).
+func (a *Announcer) Announced() []netip.Prefix {
+	if !a.active.Load() {
+		return []netip.Prefix{}
+	}
+	return a.prefixes()
+}
+
+// Set takes the VIPs over (Active) or lets them go. Taking over adds the
+// addresses, then answers and sends the gratuitous burst; letting go stops
+// answering at once, then removes the addresses. Setting Active again while
+// active sends a new burst.
+func (a *Announcer) Set(ctx context.Context, d announce.Desired) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return errors.New("announcer closed")
+	}
+	if !d.Active {
+		return a.release(ctx)
+	}
+	if a.refresh != nil {
+		close(a.refresh)
+		a.refresh = nil
+	}
+	if err := a.addresses(ctx, true); err != nil {
+		return err
+	}
+	if !a.active.Swap(true) {
+		a.logger.Info("took the VIPs over", "vips", a.prefixes(), "term", d.Term)
+	}
+	a.refresh = make(chan struct{})
+	a.wg.Add(1)
+	go a.gratuitous(a.refresh)
+	return nil
+}
+
+func (a *Announcer) release(ctx context.Context) error {
+	was := a.active.Swap(false)
+	if a.refresh != nil {
+		close(a.refresh)
+		a.refresh = nil
+	}
+	err := a.addresses(ctx, false)
+	if was {
+		a.logger.Info("released the VIPs", "vips", a.prefixes())
+	}
+	return err
+}
+
+// addresses adds or removes the VIPs on the host, or has the script do it.
+func (a *Announcer) addresses(ctx context.Context, add bool) error {
+	var errs []error
+	if a.cfg.Script != "" {
+		verb := "remove"
+		if add {
+			verb = "add"
+		}
+		for _, v := range a.cfg.VIPs {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			out, err := exec.CommandContext(ctx, a.cfg.Script, verb, a.cfg.Interface, v.String()).CombinedOutput()
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s %s %s: %w: %s", a.cfg.Script, verb, a.cfg.Interface, v, err, strings.TrimSpace(string(out))))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	lo, err := netlink.LinkByName(holder)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", holder, err)
+	}
+	for _, p := range a.prefixes() {
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if add {
+			if p.Addr().Is6() {
+				addr.Flags = 0x02 // IFA_F_NODAD
+			}
+			if err := netlink.AddrReplace(lo, addr); err != nil {
+				errs = append(errs, fmt.Errorf("adding VIP %s: %w", p, err))
+			}
+		} else if err := netlink.AddrDel(lo, addr); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "cannot assign") {
+			errs = append(errs, fmt.Errorf("removing VIP %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases the VIPs and stops the responders. Safe to call twice.
+func (a *Announcer) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := a.release(ctx)
+	cancel()
+	close(a.stop)
+	a.mu.Unlock()
+	a.wg.Wait()
+	if a.arpc != nil {
+		a.arpc.Close()
+	}
+	if a.ndpc != nil {
+		a.ndpc.Close()
+	}
+	return err
+}

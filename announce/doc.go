@@ -1,0 +1,21 @@
+// Package announce defines how a node makes the cluster's virtual IPs
+// reach it while it is the active node, and only then.
+//
+// An Announcer is declarative: the caller says what it wants with Set
+// (active or not, in which Raft term) and the Announcer does whatever its
+// mechanism needs (add an address, answer ARP, send gratuitous ARP, announce
+// a BGP route). Implementations live in sub-packages: announce/arp for flat
+// layer-2 networks. The package never imports consensus/: an Announcer is
+// handed a function that says, at any instant, whether the node is still
+// active, and it checks it before every answer it gives, so that a node whose
+// lease has lapsed answers nothing even before Set(passive) reaches it.
+//
+// # Usage
+//
+//	a, err := arp.New(arp.Config{Interface: "eth0", VIPs: vips, Active: node.IsActive})
+//	ch, cancel := node.Subscribe()
+//	for s := range ch {
+//		a.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term})
+//	}
+//	a.Close() // releases the VIPs
+package announce
