@@ -217,8 +217,12 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 			return err
 		}
 	}
-	hs, err := consensus.ReadHAState(nodes[0].dir)
-	if err != nil {
+	// node1 is active a moment before its ha-state.json is written.
+	var hs *consensus.HAState
+	if err := poll(ctx, 10*time.Second, "node1 writes ha-state.json", func() bool {
+		hs, err = consensus.ReadHAState(nodes[0].dir)
+		return err == nil && hs.Valid
+	}); err != nil {
 		return err
 	}
 	token := hs.Token

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftvip/raftvip/consensus"
 )
 
 // binary is the raftvip binary built for these tests.
@@ -64,6 +66,18 @@ func newCluster(t *testing.T, timing string) *cluster {
 		c.start(i, extra...)
 	}
 	c.waitActive(0, 20*time.Second)
+	// The first node is active a moment before its ha-state.json (with the
+	// API token the CLI reads) is written.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := consensus.ReadHAState(c.dirs[0]); err == nil && st.Valid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("n1 did not write a valid ha-state.json")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	for i := 1; i < 3; i++ {
 		c.waitAPI(i, 10*time.Second)
 		out, err := c.client.Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], fmt.Sprintf("http://198.18.0.%d:8092", i+1))
@@ -163,7 +177,7 @@ func parse[T any](t *testing.T, lines []string) []T {
 // break the active node with fail, wait for another node to answer on the
 // VIP, run after (heal, resume), keep watching, and check that no two nodes
 // ever answered in the same interval.
-func (c *cluster) failover(v6 bool, fail func(active int), after func(active int)) time.Duration {
+func (c *cluster) failover(v6 bool, fail func(active int), after func(active int)) result {
 	t := c.t
 	t.Helper()
 	vip, url := vip4, "http://"+vip4+":8092/api/v1/ha/node"
@@ -217,7 +231,9 @@ func (c *cluster) failover(v6 bool, fail func(active int), after func(active int
 			}
 		}
 	}
+	var healed int64
 	if after != nil {
+		healed = time.Now().UnixNano()
 		after(active)
 	}
 	// Keep watching for a while after the heal or resume.
@@ -266,9 +282,28 @@ func (c *cluster) failover(v6 bool, fail func(active int), after func(active int
 		t.Fatalf("the ARP observer saw no announcement from %s", newName)
 	}
 	dark := time.Duration(firstNew - lastOld)
+	res2 := result{dark: dark, old: active, heal: -1}
+	if healed != 0 {
+		for _, r := range res {
+			if r.T >= healed && r.Status == 200 {
+				res2.heal = time.Duration(r.T - healed)
+				break
+			}
+		}
+		if res2.heal < 0 {
+			t.Fatalf("the client did not reach the VIP after the heal")
+		}
+	}
 	t.Logf("%s took over from %s: VIP dark for %v (from the last answer of the old node to the first of the new); ten answers in a row %v after the failure",
 		newName, c.nodes[active].Name, dark.Round(time.Millisecond), took.Round(time.Millisecond))
-	return dark
+	return res2
+}
+
+// result is what one failover measured.
+type result struct {
+	dark time.Duration // last answer of the old node to first of the new
+	heal time.Duration // heal/resume to the next answer on the VIP; -1 if none
+	old  int           // the node that failed
 }
 
 func waitLines(t *testing.T, p *Proc, n int, within time.Duration) {

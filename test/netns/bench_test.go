@@ -1,0 +1,88 @@
+package netns
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+)
+
+var rounds = flag.Int("rounds", 1, "failures of each kind per timing profile in TestFailoverBench (bench/failover.sh sets 10)")
+
+// TestFailoverBench repeats kill -9, link down, SIGSTOP and a partition of
+// the active node -rounds times for each timing profile, and reports the
+// VIP's dark time as the client sees it (min, median, max) and how soon the
+// client reached the VIP after a heal or resume. Any instant at which two
+// nodes answered fails the run. In a plain test run it does one round of
+// each, as a check that the benchmark works.
+func TestFailoverBench(t *testing.T) {
+	if *rounds <= 0 {
+		t.Fatalf("-rounds %d must be positive", *rounds)
+	}
+	var report []string
+	for _, profile := range []string{"default", "fast"} {
+		tm := consensus.Profiles[profile]
+		report = append(report, fmt.Sprintf("profile %s: heartbeat %v, election %v, leader lease %v, active lease %v",
+			profile, tm.Heartbeat, tm.Election, tm.LeaderLease, tm.ActiveLease))
+		for _, kind := range []string{"kill9", "linkdown", "sigstop", "partition"} {
+			c := newCluster(t, profile)
+			var darks, heals []time.Duration
+			for r := 0; r < *rounds; r++ {
+				var res result
+				switch kind {
+				case "kill9":
+					res = c.failover(false, func(a int) { c.agents[a].Kill() }, nil)
+					c.start(res.old)
+				case "linkdown":
+					res = c.failover(false, func(a int) { c.nodes[a].LinkDown() }, func(a int) { c.nodes[a].LinkUp() })
+				case "sigstop":
+					res = c.failover(false, func(a int) { c.agents[a].Stop() }, func(a int) { c.agents[a].Cont() })
+				case "partition":
+					res = c.failover(false,
+						func(a int) { Partition([]*Host{c.nodes[a]}, c.others(a)) },
+						func(a int) { Heal([]*Host{c.nodes[a]}, c.others(a)) })
+				}
+				darks = append(darks, res.dark)
+				if res.heal >= 0 {
+					heals = append(heals, res.heal)
+				}
+				c.waitHealthy(30 * time.Second)
+			}
+			line := fmt.Sprintf("  %-9s dark %s over %d runs; two nodes answering: 0 ms", kind, stats(darks), len(darks))
+			if len(heals) > 0 {
+				line += fmt.Sprintf("; VIP reached after heal/resume %s", stats(heals))
+			}
+			report = append(report, line)
+			t.Log(line)
+		}
+	}
+	t.Logf("failover benchmark:\n%s", strings.Join(report, "\n"))
+}
+
+func stats(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("min %v median %v max %v", r(s[0]), r(s[len(s)/2]), r(s[len(s)-1]))
+}
+
+// waitHealthy waits until every node is reachable and the status has no
+// warnings, so that the next round starts from a whole cluster.
+func (c *cluster) waitHealthy(within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		out, err := c.client.Run(binary, "ha", "status", "-E", "http://"+vip4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		if err == nil && strings.Contains(out, "no warnings") {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster did not become whole within %v: %v\n%s", within, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
