@@ -21,12 +21,16 @@ type Timing struct {
 	CommitTimeout time.Duration `json:"commit_timeout"`
 }
 
-// Profiles are the named timing profiles.
+// Profiles are the named timing profiles. A follower notices a dead leader
+// between one and three heartbeat timeouts after its last contact, and
+// hashicorp/raft's voters refuse a candidate while they still know a leader,
+// so a failover takes about two heartbeat timeouts; the profiles are chosen
+// for that (bench/failover.sh measures them).
 var Profiles = map[string]Timing{
-	// default: hashicorp/raft's own timers.
-	"default": {Heartbeat: time.Second, Election: time.Second, LeaderLease: 500 * time.Millisecond, ActiveLease: 500 * time.Millisecond, CommitTimeout: 50 * time.Millisecond},
-	// fast: for a quiet LAN.
-	"fast": {Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, LeaderLease: 150 * time.Millisecond, ActiveLease: 150 * time.Millisecond, CommitTimeout: 10 * time.Millisecond},
+	// default: a LAN with ordinary load; failover in well under a second.
+	"default": {Heartbeat: 350 * time.Millisecond, Election: 350 * time.Millisecond, LeaderLease: 175 * time.Millisecond, ActiveLease: 250 * time.Millisecond, CommitTimeout: 50 * time.Millisecond},
+	// fast: a quiet LAN with little scheduling delay; failover in about 300 ms.
+	"fast": {Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, LeaderLease: 50 * time.Millisecond, ActiveLease: 70 * time.Millisecond, CommitTimeout: 10 * time.Millisecond},
 }
 
 // DefaultTiming returns the "default" profile.

@@ -397,6 +397,9 @@ func (a *Announcer) Set(ctx context.Context, d announce.Desired) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
+		if !d.Active {
+			return nil // released on Close
+		}
 		return errors.New("announcer closed")
 	}
 	if !d.Active {

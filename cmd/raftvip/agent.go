@@ -45,6 +45,8 @@ type agentOptions struct {
 	vips          []string
 	vipScript     string
 	arpRefresh    time.Duration
+	notifyScript  string
+	notifyTimeout time.Duration
 	logLevel      string
 	logFormat     string
 }
@@ -91,6 +93,8 @@ environment, which wins over the file.`,
 	f.StringSliceVar(&o.vips, "vip", nil, "virtual IP with its subnet's prefix length (198.18.0.100/24, 2001:db8::100/64), held and answered for by the active node; repeat for several")
 	f.StringVar(&o.vipScript, "virt-interface-script", "", "script called as 'SCRIPT add|remove IFACE ADDR/PREFIX' instead of raftvip adding the VIP (gives up process-answered ARP fencing)")
 	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
+	f.StringVar(&o.notifyScript, "notify-script", "", "script run on every transition as 'SCRIPT active|passive|fault' with RAFTVIP_STATE, RAFTVIP_NODE, RAFTVIP_TERM, RAFTVIP_VIPS in its environment")
+	f.DurationVar(&o.notifyTimeout, "notify-timeout", 30*time.Second, "how long the notify script may run")
 	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body the API accepts, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -253,25 +257,33 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
 	}
 
-	ann, err := startAnnouncer(ctx, logger, o, node)
+	ann, err := newAnnouncer(logger, o, node)
 	if err != nil {
 		shutdown(logger, node, srv, nil, false)
 		return err
 	}
+	var hooks *notifier
+	if o.notifyScript != "" {
+		hooks = newNotifier(o.notifyScript, o.notifyTimeout, node.ID(), o.vips, logger.With("component", "notify"))
+	}
+	followDone := follow(ctx, logger, node, ann, hooks)
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case err := <-serveErr:
 		shutdown(logger, node, srv, ann, false)
+		<-followDone
+		hooks.close()
 		return fmt.Errorf("API server: %w", err)
 	}
 	shutdown(logger, node, srv, ann, true)
+	<-followDone
+	hooks.close()
 	return nil
 }
 
-// startAnnouncer starts the ARP/NDP announcer for --vip, if any, and keeps
-// it in step with the node's active signal.
-func startAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+// newAnnouncer makes the ARP/NDP announcer for --vip, if any.
+func newAnnouncer(logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
 	if len(o.vips) == 0 {
 		return nil, nil
 	}
@@ -286,21 +298,40 @@ func startAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, n
 	for i, v := range o.vips {
 		vips[i] = netip.MustParsePrefix(v)
 	}
-	a, err := arp.New(arp.Config{Interface: iface, VIPs: vips, Active: node.IsActive, Refresh: o.arpRefresh,
+	return arp.New(arp.Config{Interface: iface, VIPs: vips, Active: node.IsActive, Refresh: o.arpRefresh,
 		Script: o.vipScript, Logger: logger.With("component", "arp")})
-	if err != nil {
-		return nil, err
-	}
+}
+
+// follow keeps the announcer and the notify hooks in step with the node's
+// active signal until the node closes. The returned channel closes when it
+// has stopped.
+func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann announce.Announcer, hooks *notifier) <-chan struct{} {
+	done := make(chan struct{})
 	ch, cancel := node.Subscribe()
 	go func() {
+		defer close(done)
 		defer cancel()
+		was := false
 		for s := range ch {
-			if err := a.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {
-				logger.Error("announcing the VIPs", "active", s.Active, "err", err)
+			if ann != nil {
+				if err := ann.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {
+					logger.Error("announcing the VIPs", "active", s.Active, "err", err)
+					hooks.notify("fault", s.Term, err.Error())
+					was = s.Active
+					continue
+				}
+			}
+			if s.Active != was {
+				state := "passive"
+				if s.Active {
+					state = "active"
+				}
+				hooks.notify(state, s.Term, "")
+				was = s.Active
 			}
 		}
 	}()
-	return a, nil
+	return done
 }
 
 // shutdown stops a node in order: hand leadership over (if active and

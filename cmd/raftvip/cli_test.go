@@ -163,7 +163,7 @@ type agent struct {
 
 func startAgent(t *testing.T, a *agent, extra ...string) {
 	t.Helper()
-	args := append([]string{"agent", "--data-dir", a.dir, "--node-id", a.id, "--consensus-addr", a.cons, "--api-addr", a.api, "--timing", "fast"}, extra...)
+	args := append([]string{"agent", "--data-dir", a.dir, "--node-id", a.id, "--consensus-addr", a.cons, "--api-addr", a.api, "--timing", "default"}, extra...)
 	a.cmd = exec.Command(binary, args...)
 	a.log = &bytes.Buffer{}
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
@@ -346,17 +346,62 @@ func TestCLICluster(t *testing.T) {
 	if strings.Contains(out, pas.id+" ") {
 		t.Fatalf("removed node still listed:\n%s", out)
 	}
-	var ms []map[string]any
-	peers := eventually(t, 5*time.Second, "[", with(rest, "ha", "peers", "--json")...)
-	if err := json.Unmarshal([]byte(peers), &ms); err != nil || len(ms) != 2 {
-		t.Fatalf("peers after remove: %v %s", err, peers)
+	// The member record goes in the entry after the removal: poll.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var ms []map[string]any
+		peers := eventually(t, 5*time.Second, "[", with(rest, "ha", "peers", "--json")...)
+		if err := json.Unmarshal([]byte(peers), &ms); err == nil && len(ms) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers after remove: %s", peers)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	eventually(t, 10*time.Second, `"name": "m1"`, with(rest, "objects", "get", "machine", "m1")...)
 }
 
 func TestDemo(t *testing.T) {
-	out, errOut, code := run(t, "demo")
+	out, errOut, code := run(t, "demo", "--timing", "default")
 	if code != 0 || !strings.Contains(out, "done: failover took") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestNotifyHooks: the notify script runs on becoming active and on a
+// graceful stop (passive), with the node and term in its environment; a
+// script that fails or hangs is logged and never holds the node up.
+func TestNotifyHooks(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "transitions")
+	script := filepath.Join(dir, "notify.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 $RAFTVIP_STATE $RAFTVIP_NODE $RAFTVIP_TERM\" >> "+record+"\necho ran\n[ \"$1\" = active ] && exit 3\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{id: "h1", dir: filepath.Join(dir, "data"), api: freePort(t), cons: freePort(t)}
+	startAgent(t, a, "--bootstrap", "--notify-script", script, "--notify-timeout", "5s")
+	t.Cleanup(a.kill)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(record)
+		if strings.HasPrefix(string(b), "active active h1 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no 'active' transition recorded: %q\n%s", b, a.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The script exited 3 on 'active': reported, and the node is active all the same.
+	eventually(t, 10*time.Second, "active", "ha", "status", "-E", "http://"+a.api, "--data-dir", a.dir)
+	a.term(t)
+	b, _ := os.ReadFile(record)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "passive passive h1 ") {
+		t.Fatalf("transitions %q, want active then passive", lines)
+	}
+	if !strings.Contains(a.log.String(), "notify script failed") || !strings.Contains(a.log.String(), "output=ran") {
+		t.Fatalf("the failing script was not reported with its output:\n%s", a.log)
 	}
 }

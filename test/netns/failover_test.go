@@ -318,22 +318,22 @@ func waitLines(t *testing.T, p *Proc, n int, within time.Duration) {
 }
 
 func TestFailoverKill9(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false, func(a int) { c.agents[a].Kill() }, nil)
 }
 
 func TestFailoverKill9IPv6(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(true, func(a int) { c.agents[a].Kill() }, nil)
 }
 
 func TestFailoverSIGSTOP(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false, func(a int) { c.agents[a].Stop() }, func(a int) { c.agents[a].Cont() })
 }
 
 func TestFailoverLinkDown(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false, func(a int) { c.nodes[a].LinkDown() }, func(a int) { c.nodes[a].LinkUp() })
 }
 
@@ -348,21 +348,21 @@ func (c *cluster) others(a int) []*Host {
 }
 
 func TestFailoverPartition(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false,
 		func(a int) { Partition([]*Host{c.nodes[a]}, c.others(a)) },
 		func(a int) { Heal([]*Host{c.nodes[a]}, c.others(a)) })
 }
 
 func TestFailoverPartitionOneWayOut(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false,
 		func(a int) { c.nodes[a].Block(c.others(a)...) },
 		func(a int) { c.nodes[a].Unblock(c.others(a)...) })
 }
 
 func TestFailoverPartitionOneWayIn(t *testing.T) {
-	c := newCluster(t, "fast")
+	c := newCluster(t, "default")
 	c.failover(false,
 		func(a int) {
 			for _, o := range c.others(a) {
