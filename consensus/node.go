@@ -31,6 +31,10 @@ type Active struct {
 	Active   bool   `json:"active"`
 	Term     uint64 `json:"term"`
 	LeaderID string `json:"leader_id"`
+	// Heals counts the times a member resumed answering this node's
+	// heartbeats after failing to (a healed partition or link); each one is
+	// published, so that announcers re-announce the VIP after a heal.
+	Heals uint64 `json:"heals"`
 }
 
 // Node is one raftvip cluster member: Raft, its stores, the TLS identity, the
@@ -61,6 +65,7 @@ type Node struct {
 	subMu sync.Mutex
 	subs  map[chan Active]struct{}
 	last  Active
+	heals atomic.Uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -254,7 +259,10 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{Listener: m.subs[streamRaft], advertise: advertise, conf: n.mat.clientTLS()},
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
+		// The I/O deadline of one RPC (snapshots scale it by size). Short,
+		// so that a leader notices a partitioned member within seconds and
+		// its resumption is observed (and the VIP re-announced) on a heal.
+		Timeout: 2 * time.Second,
 		Logger:  hl,
 	})
 	var trans raft.Transport = noFastPathTransport{nt}
@@ -306,6 +314,13 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	go joinSrv.Serve(m.subs[streamJoin])
 	n.wg.Add(1)
 	go n.runLeadership(r)
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.ResumedHeartbeatObservation)
+		return ok
+	}))
+	n.wg.Add(1)
+	go n.watchHeals(obs)
 	n.logger.Info("consensus started", "node", n.cfg.NodeID, "cluster", n.state.HaID, "addr", n.cfg.ConsensusAddr)
 	return nil
 }
@@ -446,6 +461,23 @@ func (n *Node) runLeadership(r *raft.Raft) {
 	}
 }
 
+// watchHeals publishes every member that resumed answering heartbeats.
+func (n *Node) watchHeals(obs chan raft.Observation) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case o := <-obs:
+			if h, ok := o.Data.(raft.ResumedHeartbeatObservation); ok {
+				n.heals.Add(1)
+				n.logger.Info("member answers heartbeats again", "peer", h.PeerID)
+				n.publish()
+			}
+		}
+	}
+}
+
 // await waits for a Raft future, or for the node to close. hashicorp/raft
 // can leave a future unanswered when it shuts down (a VerifyLeader queued as
 // the leader loop exits), so a goroutine that Close waits for must never
@@ -486,7 +518,7 @@ func (n *Node) LeaseRemaining() time.Duration {
 }
 
 func (n *Node) current() Active {
-	a := Active{Active: n.IsActive()}
+	a := Active{Active: n.IsActive(), Heals: n.heals.Load()}
 	if r := n.r(); r != nil {
 		a.Term = r.CurrentTerm()
 		_, id := r.LeaderWithID()

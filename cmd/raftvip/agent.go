@@ -313,7 +313,9 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 		defer cancel()
 		was := false
 		for s := range ch {
-			if ann != nil {
+			if ann != nil && (s.Active != was || s.Active) {
+				// Set again while active (a new term, or a member that
+				// answers heartbeats again after a heal) re-announces.
 				if err := ann.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {
 					logger.Error("announcing the VIPs", "active", s.Active, "err", err)
 					hooks.notify("fault", s.Term, err.Error())

@@ -47,11 +47,12 @@ type cluster struct {
 	dirs   []string
 	client *Host
 	timing string
+	extra  []string // flags every agent gets
 }
 
-func newCluster(t *testing.T, timing string) *cluster {
+func newCluster(t *testing.T, timing string, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, net: New(t), timing: timing}
+	c := &cluster{t: t, net: New(t), timing: timing, extra: extra}
 	for i := 1; i <= 3; i++ {
 		c.nodes = append(c.nodes, c.net.AddHost(fmt.Sprintf("n%d", i), i))
 		c.dirs = append(c.dirs, t.TempDir())
@@ -92,7 +93,8 @@ func (c *cluster) start(i int, extra ...string) {
 	h := c.nodes[i]
 	args := append([]string{binary, "agent", "--data-dir", c.dirs[i], "--node-id", h.Name,
 		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://" + h.Addr4 + ":8092",
-		"--virt-interface", "eth0", "--vip", vip4 + "/24", "--vip", vip6 + "/64", "--timing", c.timing}, extra...)
+		"--virt-interface", "eth0", "--vip", vip4 + "/24", "--vip", vip6 + "/64", "--timing", c.timing}, c.extra...)
+	args = append(args, extra...)
 	c.agents[i] = h.Start("agent", args...)
 }
 
