@@ -362,10 +362,30 @@ func TestCLICluster(t *testing.T) {
 	eventually(t, 10*time.Second, `"name": "m1"`, with(rest, "objects", "get", "machine", "m1")...)
 }
 
-func TestDemo(t *testing.T) {
-	out, errOut, code := run(t, "demo", "--timing", "default")
+func TestDemoLoopback(t *testing.T) {
+	out, errOut, code := run(t, "demo", "--loopback", "--timing", "default")
 	if code != 0 || !strings.Contains(out, "done: failover took") {
 		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestDemoNetns runs the README's demo as a user would, as root: in network
+// namespaces, with the VIP.
+func TestDemoNetns(t *testing.T) {
+	if ok, why := netnsPossible(); !ok {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the namespace demo cannot run: %s", why)
+		}
+		t.Skip(why)
+	}
+	before, _ := exec.Command("ip", "netns", "list").Output()
+	out, errOut, code := run(t, "demo", "--timing", "default")
+	if code != 0 || !strings.Contains(out, "VIP dark for") || !strings.Contains(out, "holds 198.18.0.100") {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, errOut)
+	}
+	after, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Count(string(after), "rvt") > strings.Count(string(before), "rvt") {
+		t.Fatalf("the demo left namespaces behind:\n%s", after)
 	}
 }
 

@@ -21,20 +21,28 @@ import (
 )
 
 type demoOptions struct {
-	dir    string
-	keep   bool
-	timing string
+	dir      string
+	keep     bool
+	timing   string
+	loopback bool
 }
 
 func newDemoCmd() *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a three-node cluster on this machine, replicate a write, kill the active node and watch it replaced",
-		Long: `Start three raftvip agents on loopback ports, form a cluster, write an object,
-show it replicated to every node, kill -9 the active node, and measure how long
-until another node is active and serves the object. The killed node is then
-restarted and rejoins. Everything is removed at the end unless --keep is given.`,
+		Short: "Run a three-node cluster on this machine, kill the active node and watch another take over",
+		Long: `As root (with iproute2): build a bridge, three nodes and a client in network
+namespaces (198.18.0.0/24), run a raftvip agent on each with the VIP
+198.18.0.100, show the VIP on the active node, kill -9 it while the client
+requests the VIP every 10 ms, and print how long the VIP was dark and which
+node took over.
+
+Otherwise, or with --loopback: start three agents on loopback ports, form a
+cluster, write an object, show it on every node, kill -9 the active node,
+measure how long until another node is active and serves the object, and
+restart the killed node, which rejoins. Everything is removed at the end
+unless --keep is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, ok := consensus.Profiles[o.timing]; !ok {
@@ -42,12 +50,20 @@ restarted and rejoins. Everything is removed at the end unless --keep is given.`
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if !o.loopback {
+				ok, why := netnsPossible()
+				if ok {
+					return runNetnsDemo(ctx, cmd.OutOrStdout(), o)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "The demo with a VIP runs in network namespaces, but %s.\nRunning the loopback demo instead (no VIP).\n\n", why)
+			}
 			return runDemo(ctx, cmd.OutOrStdout(), o)
 		},
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "directory for the nodes' data and logs (default: a new temporary one)")
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "keep the data directory at the end")
 	cmd.Flags().StringVar(&o.timing, "timing", "fast", "timing profile of the nodes: default or fast")
+	cmd.Flags().BoolVar(&o.loopback, "loopback", false, "run the loopback demo even as root")
 	return cmd
 }
 

@@ -41,11 +41,21 @@ func Require(t testing.TB) {
 	t.Skip(msg)
 }
 
+// T is what the harness needs of a test: testing.TB has it, and so can a
+// program (raftvip demo) that builds a network outside a test.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
 // Net is a test network: a bridge in a namespace of its own and hosts, each
 // in its own namespace, attached to it by a veth pair, with addresses in
 // 198.18.0.0/24 and 2001:db8::/64.
 type Net struct {
-	t      testing.TB
+	t      T
 	run    string // Prefix + pid + a counter: unique per Net
 	bridge string // the bridge's namespace
 	mu     sync.Mutex
@@ -63,6 +73,13 @@ var counter struct {
 func New(t testing.TB) *Net {
 	t.Helper()
 	Require(t)
+	return Build(t)
+}
+
+// Build is New without the prerequisite check, for programs: the caller
+// makes sure it runs as root with iproute2.
+func Build(t T) *Net {
+	t.Helper()
 	pruneStale(t)
 	counter.Lock()
 	counter.n++
@@ -80,7 +97,7 @@ func New(t testing.TB) *Net {
 
 // pruneStale deletes namespaces of this harness whose creating process is
 // gone.
-func pruneStale(t testing.TB) {
+func pruneStale(t T) {
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		return
@@ -234,7 +251,7 @@ func (h *Host) Start(name string, args ...string) *Proc {
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		h.net.t.Fatal(err)
+		h.net.t.Fatalf("%v", err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
