@@ -38,7 +38,12 @@ type Server struct {
 	logger  *slog.Logger
 	maxBody int64
 	mux     *http.ServeMux
+	onApply func(time.Duration)
 }
+
+// ObserveApply sets a function told the latency of every write this node
+// applies as the active node (for metrics). Call it before serving.
+func (s *Server) ObserveApply(f func(time.Duration)) { s.onApply = f }
 
 // New returns the API of node. maxBody <= 0 means DefaultMaxBody.
 func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
@@ -397,7 +402,11 @@ func (s *Server) writeObject(op store.Op) http.HandlerFunc {
 		if !s.route(w, r, body) {
 			return
 		}
+		t0 := time.Now()
 		res, err := s.node.Apply(r.Context(), cmd)
+		if err == nil && s.onApply != nil {
+			s.onApply(time.Since(t0))
+		}
 		if err == nil {
 			err = res.Err
 		}

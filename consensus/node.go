@@ -507,6 +507,13 @@ func (n *Node) IsActive() bool {
 		n.readyTerm == r.CurrentTerm() && time.Now().Before(n.leaseUntil)
 }
 
+// Transferring reports whether this node is handing leadership over.
+func (n *Node) Transferring() bool {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	return n.transferring
+}
+
 // LeaseRemaining returns how long the active lease has left (0 when not active).
 func (n *Node) LeaseRemaining() time.Duration {
 	if !n.IsActive() {

@@ -23,6 +23,7 @@ import (
 	"github.com/raftvip/raftvip/announce/arp"
 	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
+	"github.com/raftvip/raftvip/healthz"
 )
 
 // agentOptions are the agent's settings, parsed from flags, the environment
@@ -47,6 +48,12 @@ type agentOptions struct {
 	arpRefresh    time.Duration
 	notifyScript  string
 	notifyTimeout time.Duration
+	healthAddr    string
+	agentAddr     string
+	agentWeight   int
+	drainDelay    time.Duration
+	maxLagEntries uint64
+	maxLagTime    time.Duration
 	logLevel      string
 	logFormat     string
 }
@@ -95,6 +102,12 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
 	f.StringVar(&o.notifyScript, "notify-script", "", "script run on every transition as 'SCRIPT active|passive|fault' with RAFTVIP_STATE, RAFTVIP_NODE, RAFTVIP_TERM, RAFTVIP_VIPS in its environment")
 	f.DurationVar(&o.notifyTimeout, "notify-timeout", 30*time.Second, "how long the notify script may run")
+	f.StringVar(&o.healthAddr, "health-addr", "", "also serve /healthz/* and /metrics in plain HTTP on this host:port (for load balancers without client TLS)")
+	f.StringVar(&o.agentAddr, "agent-check-addr", "", "answer HAProxy agent checks on this host:port")
+	f.IntVar(&o.agentWeight, "agent-weight", 100, "weight (percent) the agent check announces on the active node")
+	f.DurationVar(&o.drainDelay, "drain-delay", 300*time.Millisecond, "on SIGTERM, how long the active node answers 503/drain before handing over")
+	f.Uint64Var(&o.maxLagEntries, "max-lag-entries", 1000, "entries a passive node may lag and still pass /healthz/passive and /healthz/ready")
+	f.DurationVar(&o.maxLagTime, "max-lag-time", 2*time.Second, "time since a passive node heard from the leader, at most, to pass /healthz/passive")
 	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body the API accepts, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -221,11 +234,56 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	logger = logger.With("node", node.ID())
 	apiSrv := api.New(node, logger, o.maxBody)
 	node.SetRPCHandler(apiSrv)
-	srv := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	health := &healthSource{node: node}
+	var ann announce.Announcer
+	metrics := healthz.NewMetrics(health, func() []string {
+		if ann == nil {
+			return nil
+		}
+		var out []string
+		for _, p := range ann.Announced() {
+			out = append(out, p.String())
+		}
+		return out
+	})
+	apiSrv.ObserveApply(metrics.ObserveApply)
+	checks := healthz.New(health, healthz.Options{MaxLagEntries: o.maxLagEntries, MaxLagTime: o.maxLagTime, Observe: metrics.ObserveHealth})
+	probes := http.NewServeMux()
+	probes.Handle("/healthz/", checks)
+	probes.Handle("/metrics", metrics.Handler())
+	top := http.NewServeMux()
+	top.Handle("/healthz/", checks)
+	top.Handle("/metrics", metrics.Handler())
+	top.Handle("/", apiSrv)
+	srv := &http.Server{Handler: top, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("API listening", "addr", ln.Addr().String(), "url", cfg.APIURL)
+	servers := []*http.Server{srv}
+	var agentLn net.Listener
+	if o.healthAddr != "" {
+		hl, err := net.Listen("tcp", o.healthAddr)
+		if err != nil {
+			shutdown(logger, node, servers, nil, false)
+			return fmt.Errorf("--health-addr: %w", err)
+		}
+		hs := &http.Server{Handler: probes, ReadHeaderTimeout: 5 * time.Second, ErrorLog: srv.ErrorLog}
+		servers = append(servers, hs)
+		go func() { serveErr <- hs.Serve(hl) }()
+	}
+	if o.agentAddr != "" {
+		if agentLn, err = net.Listen("tcp", o.agentAddr); err != nil {
+			shutdown(logger, node, servers, nil, false)
+			return fmt.Errorf("--agent-check-addr: %w", err)
+		}
+		defer agentLn.Close()
+		go func() {
+			if err := healthz.ServeAgent(agentLn, health, o.agentWeight); err != nil {
+				serveErr <- fmt.Errorf("agent check: %w", err)
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -241,7 +299,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		err = node.Init(ictx, consensus.InitOptions{VirtAddr: o.virtAddr})
 		cancel()
 		if err != nil {
-			shutdown(logger, node, srv, nil, false)
+			shutdown(logger, node, servers, nil, false)
 			return fmt.Errorf("--bootstrap: %w", err)
 		}
 		logger.Info("created a new cluster", "cluster", node.HAState().HaID)
@@ -250,33 +308,40 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		err = node.Join(jctx, o.joinURL, o.joinToken)
 		cancel()
 		if err != nil {
-			shutdown(logger, node, srv, nil, false)
+			shutdown(logger, node, servers, nil, false)
 			return fmt.Errorf("--join: %w", err)
 		}
 	default:
 		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
 	}
 
-	ann, err := newAnnouncer(logger, o, node)
+	ann, err = newAnnouncer(logger, o, node)
 	if err != nil {
-		shutdown(logger, node, srv, nil, false)
+		shutdown(logger, node, servers, nil, false)
 		return err
 	}
 	var hooks *notifier
 	if o.notifyScript != "" {
 		hooks = newNotifier(o.notifyScript, o.notifyTimeout, node.ID(), o.vips, logger.With("component", "notify"))
 	}
-	followDone := follow(ctx, logger, node, ann, hooks)
+	followDone := follow(ctx, logger, node, ann, hooks, metrics)
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case err := <-serveErr:
-		shutdown(logger, node, srv, ann, false)
+		shutdown(logger, node, servers, ann, false)
 		<-followDone
 		hooks.close()
 		return fmt.Errorf("API server: %w", err)
 	}
-	shutdown(logger, node, srv, ann, true)
+	// Graceful stop: answer 503 and "drain" first, so that load balancers
+	// stop sending new requests here, then hand over, then stop.
+	health.stopping.Store(true)
+	if node.IsActive() && o.drainDelay > 0 {
+		logger.Info("draining before handing over", "for", o.drainDelay)
+		time.Sleep(o.drainDelay)
+	}
+	shutdown(logger, node, servers, ann, true)
 	<-followDone
 	hooks.close()
 	return nil
@@ -305,14 +370,20 @@ func newAnnouncer(logger *slog.Logger, o *agentOptions, node *consensus.Node) (a
 // follow keeps the announcer and the notify hooks in step with the node's
 // active signal until the node closes. The returned channel closes when it
 // has stopped.
-func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann announce.Announcer, hooks *notifier) <-chan struct{} {
+func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann announce.Announcer, hooks *notifier, metrics *healthz.Metrics) <-chan struct{} {
 	done := make(chan struct{})
 	ch, cancel := node.Subscribe()
 	go func() {
 		defer close(done)
 		defer cancel()
-		was := false
+		was, leader := false, ""
 		for s := range ch {
+			if s.LeaderID != leader {
+				if s.LeaderID != "" {
+					metrics.LeaderChanged()
+				}
+				leader = s.LeaderID
+			}
 			if ann != nil && (s.Active != was || s.Active) {
 				// Set again while active (a new term, or a member that
 				// answers heartbeats again after a heal) re-announces.
@@ -338,7 +409,7 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 
 // shutdown stops a node in order: hand leadership over (if active and
 // graceful), stop the API, then close consensus and storage.
-func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, ann announce.Announcer, graceful bool) {
+func shutdown(logger *slog.Logger, node *consensus.Node, servers []*http.Server, ann announce.Announcer, graceful bool) {
 	if graceful && node.IsActive() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		to, err := node.Transfer(ctx, "")
@@ -355,7 +426,9 @@ func shutdown(logger *slog.Logger, node *consensus.Node, srv *http.Server, ann a
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(ctx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(ctx)
+	}
 	cancel()
 	if err := node.Close(); err != nil {
 		logger.Warn("closing node", "err", err)

@@ -30,7 +30,7 @@ Run a node with 'raftvip agent', form a cluster with 'raftvip ha init' and
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newHACmd(), newObjectsCmd(), newDemoCmd(), newDebugCmd())
+	root.AddCommand(newAgentCmd(), newHACmd(), newObjectsCmd(), newHAProxyCmd(), newDemoCmd(), newDebugCmd())
 	return root
 }
 
