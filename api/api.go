@@ -21,7 +21,7 @@ import (
 // Headers raftvip sets or reads.
 const (
 	HeaderNode        = "X-Raftvip-Node"         // the node that served the request
-	HeaderForwardedBy = "X-Raftvip-Forwarded-By" // set on requests a passive node forwards
+	HeaderForwardedBy = "X-Raftvip-Forwarded-By" // set on requests a passive node forwards, and on the answers it relays
 	HeaderRedirect    = "X-Raftvip-Redirect"     // "1": answer 307 to the leader instead of forwarding
 	HeaderStale       = "X-Raftvip-Stale"        // "true" on stale reads
 	HeaderApplied     = "X-Raftvip-Applied-Index"
@@ -283,6 +283,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, le
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
+	w.Header().Set(HeaderForwardedBy, s.node.ID()) // this answer was relayed by a passive node
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
 }

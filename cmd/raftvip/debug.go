@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,7 +30,8 @@ func newDebugCmd() *cobra.Command {
 		Short:  "Tools for failover tests: probe the VIP, watch ARP/NDP answers for it",
 		Hidden: true,
 	}
-	var url string
+	var url, method, body string
+	var headers []string
 	var interval, duration time.Duration
 	probe := &cobra.Command{
 		Use:   "probe",
@@ -41,11 +43,22 @@ func newDebugCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runProbe(ctx, cmd.OutOrStdout(), url, interval, duration)
+			hdr := http.Header{}
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return fmt.Errorf("--header %q must be 'Name: value'", h)
+				}
+				hdr.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+			return runProbe(ctx, cmd.OutOrStdout(), probeRequest{url: url, method: method, body: body, header: hdr}, interval, duration)
 		},
 	}
 	probe.Flags().StringVar(&url, "url", "", "URL to request, such as http://198.18.0.100:8092/api/v1/ha/node")
 	probe.Flags().DurationVar(&interval, "interval", 10*time.Millisecond, "time between requests")
+	probe.Flags().StringVar(&method, "method", "GET", "HTTP method")
+	probe.Flags().StringVar(&body, "body", "", "request body")
+	probe.Flags().StringArrayVar(&headers, "header", nil, "request header 'Name: value' (repeatable)")
 	probe.Flags().DurationVar(&duration, "duration", time.Minute, "stop after this long")
 
 	var iface, vip string
@@ -80,11 +93,17 @@ type ProbeResult struct {
 	T      int64  `json:"t"` // send time, Unix ns
 	RTTus  int64  `json:"rtt_us"`
 	Node   string `json:"node,omitempty"` // X-Raftvip-Node of the answer
+	Via    string `json:"via,omitempty"`  // X-Raftvip-Forwarded-By: a passive node relayed it
 	Status int    `json:"status,omitempty"`
 	Err    string `json:"err,omitempty"`
 }
 
-func runProbe(ctx context.Context, out io.Writer, url string, interval, duration time.Duration) error {
+type probeRequest struct {
+	url, method, body string
+	header            http.Header
+}
+
+func runProbe(ctx context.Context, out io.Writer, pr probeRequest, interval, duration time.Duration) error {
 	enc := json.NewEncoder(out)
 	// A fresh connection per request: a kept-alive connection would stay
 	// with the old node after the VIP moved.
@@ -99,17 +118,22 @@ func runProbe(ctx context.Context, out io.Writer, url string, interval, duration
 	for time.Now().Before(end) {
 		t0 := time.Now()
 		r := ProbeResult{T: t0.UnixNano()}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		var rd io.Reader
+		if pr.body != "" {
+			rd = strings.NewReader(pr.body)
+		}
+		req, err := http.NewRequestWithContext(ctx, pr.method, pr.url, rd)
 		if err != nil {
 			return err
 		}
+		req.Header = pr.header.Clone()
 		resp, err := c.Do(req)
 		if err != nil {
 			r.Err = err.Error()
 		} else {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			r.Status, r.Node = resp.StatusCode, resp.Header.Get("X-Raftvip-Node")
+			r.Status, r.Node, r.Via = resp.StatusCode, resp.Header.Get("X-Raftvip-Node"), resp.Header.Get("X-Raftvip-Forwarded-By")
 		}
 		r.RTTus = time.Since(t0).Microseconds()
 		if err := enc.Encode(r); err != nil {

@@ -153,6 +153,7 @@ func (c *cluster) waitActive(i int, within time.Duration) {
 type ProbeLine struct {
 	T      int64  `json:"t"`
 	Node   string `json:"node"`
+	Via    string `json:"via"`
 	Status int    `json:"status"`
 	Err    string `json:"err"`
 }
