@@ -86,3 +86,36 @@ func (c *cluster) waitHealthy(within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestHAProxyBench kills the active node -rounds times behind HAProxy and
+// reports the time from the kill until HAProxy serves writes from the new
+// active node (min, median, max), with the HAProxy timings used.
+func TestHAProxyBench(t *testing.T) {
+	if *rounds <= 0 {
+		t.Fatalf("-rounds %d must be positive", *rounds)
+	}
+	c := newLBCluster(t, "default")
+	w := c.writer()
+	a, since := c.steady(t, w)
+	var took []time.Duration
+	for r := 0; r < *rounds; r++ {
+		killed := time.Now()
+		c.agents[a].Kill()
+		at, node := waitServed(t, w, killed, 10, 20*time.Second)
+		checkOnlyActiveAnswered(t, w, c.nodes[a].Name, since, killed)
+		took = append(took, at.Sub(killed))
+		c.start(a)
+		c.waitHealthy(30 * time.Second)
+		for i, h := range c.nodes {
+			if h.Name == node {
+				a = i
+			}
+		}
+		since = time.Now()
+	}
+	w.Kill()
+	tm := consensus.Profiles["default"]
+	t.Logf("HAProxy benchmark: kill -9 of the active node to writes served by the new one: %s over %d kills\n"+
+		"  HAProxy: inter 100ms, fall 2, rise 1, on-marked-down shutdown-sessions, retries 3, redispatch; raftvip timing default (heartbeat %v, active lease %v)",
+		stats(took), len(took), tm.Heartbeat, tm.ActiveLease)
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+)
+
+var loadDuration = flag.Duration("load-duration", time.Second, "how long each load phase of TestHealthLoad runs (bench/healthz.sh sets more)")
+
+// hammer sends requests from workers goroutines for d and returns how many
+// succeeded with the wanted status and how many did not.
+func hammer(ctx context.Context, d time.Duration, workers int, do func(c *http.Client) (bool, error)) (ok, bad int64) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	var okN, badN atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if good, err := do(c); good && err == nil {
+					okN.Add(1)
+				} else if ctx.Err() == nil {
+					badN.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return okN.Load(), badN.Load()
+}
+
+func get(c *http.Client, url string, want int) (bool, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return false, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == want, nil
+}
+
+// TestHealthLoad measures /healthz/active on an active node (requests/s
+// from 32 keep-alive clients) and the write rate of a three-node cluster
+// with and without 1,000 health checks a second. bench/healthz.sh runs it
+// longer; here it checks generous bounds only.
+func TestHealthLoad(t *testing.T) {
+	agents := make([]*agent, 3)
+	for i := range agents {
+		agents[i] = &agent{id: fmt.Sprintf("l%d", i+1), dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
+		var extra []string
+		if i == 0 {
+			extra = []string{"--bootstrap"}
+		}
+		startAgent(t, agents[i], extra...)
+	}
+	t.Cleanup(func() {
+		for _, a := range agents {
+			a.kill()
+		}
+	})
+	ep := func(a *agent) []string { return []string{"-E", "http://" + a.api, "--data-dir", agents[0].dir} }
+	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep(agents[0])...)...)
+	for _, a := range agents[1:] {
+		eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, ep(a)...)...)
+		if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api}, ep(agents[0])...)...); code != 0 {
+			t.Fatalf("enroll: %s %s", out, errOut)
+		}
+	}
+	eventually(t, 10*time.Second, "no warnings", append([]string{"ha", "status"}, ep(agents[0])...)...)
+	st, err := consensus.ReadHAState(agents[0].dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := "http://" + agents[0].api
+	ctx := context.Background()
+	d := *loadDuration
+
+	ok, bad := hammer(ctx, d, 32, func(c *http.Client) (bool, error) { return get(c, active+"/healthz/active", 200) })
+	rate := float64(ok) / d.Seconds()
+	t.Logf("/healthz/active: %.0f requests/s over %v (32 keep-alive clients, %d not 200)", rate, d, bad)
+	if bad > 0 || rate < 2000 {
+		t.Fatalf("/healthz/active answered %.0f/s with %d failures; want at least 2,000/s and none", rate, bad)
+	}
+
+	put := func(c *http.Client) (bool, error) {
+		req, _ := http.NewRequest("PUT", active+"/api/v1/objects/load/k", strings.NewReader(`{"v":1}`))
+		req.Header.Set("Authorization", "Bearer "+st.Token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200, nil
+	}
+	writes := func() float64 {
+		ok, bad := hammer(ctx, d, 16, put)
+		if bad > 0 {
+			t.Fatalf("%d writes failed", bad)
+		}
+		return float64(ok) / d.Seconds()
+	}
+	without := writes()
+	// 1,000 checks a second spread over the three nodes, as three load
+	// balancers polling every 3 ms would.
+	stop := make(chan struct{})
+	var checks atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c := &http.Client{Timeout: time.Second}
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			go func() {
+				if _, err := get(c, "http://"+agents[i%3].api+"/healthz/active", 0); err == nil {
+					checks.Add(1)
+				}
+			}()
+		}
+	}()
+	with := writes()
+	close(stop)
+	wg.Wait()
+	t.Logf("writes/s with 16 writers: %.0f without health checks, %.0f with %.0f checks/s (ratio %.2f)",
+		without, with, float64(checks.Load())/d.Seconds(), with/without)
+	if with < without/2 {
+		t.Fatalf("health checks halved the write rate: %.0f -> %.0f writes/s", without, with)
+	}
+}
