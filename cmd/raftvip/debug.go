@@ -139,6 +139,9 @@ func runProbe(ctx context.Context, out io.Writer, pr probeRequest, interval, dur
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
+		if !time.Now().Before(end) {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -212,6 +212,7 @@ func TestRollingRestart(t *testing.T) {
 				c.agents[i].Term(15 * time.Second)
 			}()
 			// Write while the node stops, each write retried once.
+			ws := time.Now()
 			for j := 0; j < 20; j++ {
 				key := fmt.Sprintf("r%d-n%d-%d", round, i, j)
 				ok := false
@@ -227,9 +228,13 @@ func TestRollingRestart(t *testing.T) {
 					lost = append(lost, key)
 				}
 			}
+			t.Logf("%s: 20 writes took %v", c.nodes[i].Name, time.Since(ws).Round(time.Millisecond))
+			t0 := time.Now()
 			<-done
+			t1 := time.Now()
 			c.start(i)
 			c.waitHealthy(30 * time.Second)
+			t.Logf("%s: writes done, stop took %v more, back and whole in %v", c.nodes[i].Name, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 		}
 	}
 	if len(lost) > 0 {
