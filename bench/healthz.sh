@@ -24,5 +24,5 @@ done
 for i in $(seq "$COUNT"); do
 	wrk -t1 -c32 -d"$DURATION" http://127.0.0.1:19092/healthz/active | grep -E 'Requests/sec|Latency'
 done
-go test ./cmd/raftvip -run '^TestHealthLoad$' -count="$COUNT" -v -timeout 30m -args -load-duration "$DURATION" |
+go test ./cmd/raftvip -run '^TestHealthLoad$' -count=1 -v -timeout 30m -args -load-duration "$DURATION" -load-phases "$((COUNT * 2 + 1))" |
 	grep -E 'requests/s|writes/s|^(ok|FAIL|---)'
