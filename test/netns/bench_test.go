@@ -11,7 +11,10 @@ import (
 	"github.com/raftvip/raftvip/consensus"
 )
 
-var rounds = flag.Int("rounds", 1, "failures of each kind per timing profile in TestFailoverBench (bench/failover.sh sets 10)")
+var (
+	rounds   = flag.Int("rounds", 1, "failures of each kind per timing profile in TestFailoverBench (bench/failover.sh sets 10)")
+	profiles = flag.String("profiles", "default,fast", "timing profiles TestFailoverBench measures")
+)
 
 // TestFailoverBench repeats kill -9, link down, SIGSTOP and a partition of
 // the active node -rounds times for each timing profile, and reports the
@@ -24,8 +27,11 @@ func TestFailoverBench(t *testing.T) {
 		t.Fatalf("-rounds %d must be positive", *rounds)
 	}
 	var report []string
-	for _, profile := range []string{"default", "fast"} {
-		tm := consensus.Profiles[profile]
+	for _, profile := range strings.Split(*profiles, ",") {
+		tm, ok := consensus.Profiles[profile]
+		if !ok {
+			t.Fatalf("-profiles: no timing profile %q", profile)
+		}
 		report = append(report, fmt.Sprintf("profile %s: heartbeat %v, election %v, leader lease %v, active lease %v",
 			profile, tm.Heartbeat, tm.Election, tm.LeaderLease, tm.ActiveLease))
 		for _, kind := range []string{"kill9", "linkdown", "sigstop", "partition"} {
