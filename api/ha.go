@@ -62,7 +62,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) ([]by
 func (s *Server) haRoutes() {
 	m := s.mux
 	m.HandleFunc("/api/v1/ha/node", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.node.Status())
+		writeJSON(w, http.StatusOK, s.node.FullStatus())
 	}}))
 	m.HandleFunc("/api/v1/ha/status", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
 		cs, err := s.node.ClusterStatus(r.Context())

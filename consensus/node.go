@@ -45,17 +45,18 @@ type Node struct {
 	logger *slog.Logger
 	store  *store.Store
 
-	mu         sync.Mutex // guards the fields below, which change on Init/Join/Close
-	state      *HAState
-	mat        *Material
-	raft       *raft.Raft
-	trans      *raft.NetworkTransport
-	logStore   *raftboltdb.BoltStore
-	mux        *mux
-	servers    []*http.Server
-	rpcHandler http.Handler
-	client     *http.Client
-	closed     bool
+	mu          sync.Mutex // guards the fields below, which change on Init/Join/Close
+	state       *HAState
+	mat         *Material
+	raft        *raft.Raft
+	trans       *raft.NetworkTransport
+	logStore    *raftboltdb.BoltStore
+	mux         *mux
+	servers     []*http.Server
+	rpcHandler  http.Handler
+	client      *http.Client
+	statusExtra func() any
+	closed      bool
 
 	leaseMu      sync.Mutex
 	leaseUntil   time.Time
@@ -169,6 +170,14 @@ func (n *Node) SetRPCHandler(h http.Handler) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.rpcHandler = h
+}
+
+// SetStatusExtra sets a function whose result Status reports as
+// Announcer (for example the BGP sessions). It must be cheap.
+func (n *Node) SetStatusExtra(f func() any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.statusExtra = f
 }
 
 func (n *Node) serveRPC(w http.ResponseWriter, r *http.Request) {

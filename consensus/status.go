@@ -37,6 +37,9 @@ type NodeStatus struct {
 	StateHash        string `json:"state_hash"`
 	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
 	Timing           Timing `json:"timing"`
+	// Announcer is what this node's announcer reports (BGP sessions, what
+	// it announces), when the agent set one with SetStatusExtra.
+	Announcer any `json:"announcer,omitempty"`
 }
 
 // Status returns this node's status.
@@ -77,6 +80,19 @@ func (n *Node) Status() NodeStatus {
 		st.Role = "candidate"
 	default:
 		st.Role = "passive"
+	}
+	return st
+}
+
+// FullStatus is Status with what the announcer reports (Announcer). It
+// costs more than Status: use Status for health checks.
+func (n *Node) FullStatus() NodeStatus {
+	st := n.Status()
+	n.mu.Lock()
+	extra := n.statusExtra
+	n.mu.Unlock()
+	if extra != nil {
+		st.Announcer = extra()
 	}
 	return st
 }
@@ -124,7 +140,7 @@ func (n *Node) fetchStatuses(ctx context.Context, servers []raft.Server) []fetch
 	var wg sync.WaitGroup
 	for i, s := range servers {
 		if string(s.ID) == n.cfg.NodeID {
-			st := n.Status()
+			st := n.FullStatus()
 			out[i] = fetched{status: &st}
 			continue
 		}
@@ -331,7 +347,7 @@ func (n *Node) Members() ([]store.Member, error) { return n.store.Members() }
 func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /internal/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, n.Status())
+		writeJSON(w, http.StatusOK, n.FullStatus())
 	})
 	mux.HandleFunc("GET /internal/hash", func(w http.ResponseWriter, req *http.Request) {
 		idx, err := strconv.ParseUint(req.URL.Query().Get("index"), 10, 64)

@@ -128,7 +128,7 @@ func New(cfg Config) (*Announcer, error) {
 			}
 		}
 	}
-	a.removeStale()
+	announce.RemoveStale(cfg.VIPs, a.logger)
 	if len(a.v4) > 0 {
 		if a.arpc, err = marp.Dial(ifi); err != nil {
 			return nil, fmt.Errorf("opening ARP socket on %s: %w", cfg.Interface, err)
@@ -187,33 +187,6 @@ func (a *Announcer) checkSubnets() error {
 		}
 	}
 	return nil
-}
-
-// removeStale deletes VIPs that an interrupted stop left on any interface.
-func (a *Announcer) removeStale() {
-	links, err := netlink.LinkList()
-	if err != nil {
-		a.logger.Warn("listing interfaces to clean stale VIPs", "err", err)
-		return
-	}
-	for _, l := range links {
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			continue
-		}
-		for _, ad := range addrs {
-			ip, _ := netip.AddrFromSlice(ad.IP)
-			if a.isVIP(ip.Unmap()) {
-				if err := netlink.AddrDel(l, &ad); err == nil {
-					a.logger.Warn("removed a VIP left from an earlier run", "vip", ip, "link", l.Attrs().Name)
-				}
-			}
-		}
-	}
-}
-
-func (a *Announcer) isVIP(ip netip.Addr) bool {
-	return slices.Contains(a.v4, ip) || slices.Contains(a.v6, ip)
 }
 
 // answering reports whether the process answers for the VIPs right now.
@@ -376,7 +349,7 @@ func (a *Announcer) gratuitous(stop chan struct{}) {
 func (a *Announcer) prefixes() []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(a.cfg.VIPs))
 	for _, v := range a.cfg.VIPs {
-		out = append(out, netip.PrefixFrom(v.Addr().Unmap(), v.Addr().BitLen()))
+		out = append(out, announce.HostPrefix(v))
 	}
 	return out
 }
@@ -452,24 +425,7 @@ func (a *Announcer) addresses(ctx context.Context, add bool) error {
 		}
 		return errors.Join(errs...)
 	}
-	lo, err := netlink.LinkByName(holder)
-	if err != nil {
-		return fmt.Errorf("finding %s: %w", holder, err)
-	}
-	for _, p := range a.prefixes() {
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-		if add {
-			if p.Addr().Is6() {
-				addr.Flags = 0x02 // IFA_F_NODAD
-			}
-			if err := netlink.AddrReplace(lo, addr); err != nil {
-				errs = append(errs, fmt.Errorf("adding VIP %s: %w", p, err))
-			}
-		} else if err := netlink.AddrDel(lo, addr); err != nil && !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "cannot assign") {
-			errs = append(errs, fmt.Errorf("removing VIP %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
+	return announce.Hold(holder, a.cfg.VIPs, add)
 }
 
 // Close releases the VIPs and stops the responders. Safe to call twice.

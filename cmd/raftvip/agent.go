@@ -29,33 +29,43 @@ import (
 // agentOptions are the agent's settings, parsed from flags, the environment
 // and a config file, in that order of precedence.
 type agentOptions struct {
-	configFile    string
-	dataDir       string
-	nodeID        string
-	consensusAddr string
-	apiAddr       string
-	apiURL        string
-	virtInterface string
-	virtAddr      string
-	observer      bool
-	timing        string
-	bootstrap     bool
-	joinURL       string
-	joinToken     string
-	maxBody       int64
-	vips          []string
-	vipScript     string
-	arpRefresh    time.Duration
-	notifyScript  string
-	notifyTimeout time.Duration
-	healthAddr    string
-	agentAddr     string
-	agentWeight   int
-	drainDelay    time.Duration
-	maxLagEntries uint64
-	maxLagTime    time.Duration
-	logLevel      string
-	logFormat     string
+	configFile     string
+	dataDir        string
+	nodeID         string
+	consensusAddr  string
+	apiAddr        string
+	apiURL         string
+	virtInterface  string
+	virtAddr       string
+	observer       bool
+	timing         string
+	bootstrap      bool
+	joinURL        string
+	joinToken      string
+	maxBody        int64
+	vips           []string
+	vipScript      string
+	arpRefresh     time.Duration
+	notifyScript   string
+	notifyTimeout  time.Duration
+	healthAddr     string
+	vipMode        string
+	bgpASN         string
+	bgpRouterID    string
+	bgpListenPort  int
+	bgpPeers       []string
+	bgpMode        string
+	bgpCommunities []string
+	bgpLarge       []string
+	bgpNextHops    []string
+	bgpHolder      string
+	agentAddr      string
+	agentWeight    int
+	drainDelay     time.Duration
+	maxLagEntries  uint64
+	maxLagTime     time.Duration
+	logLevel       string
+	logFormat      string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -102,6 +112,16 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
 	f.StringVar(&o.notifyScript, "notify-script", "", "script run on every transition as 'SCRIPT active|passive|fault' with RAFTVIP_STATE, RAFTVIP_NODE, RAFTVIP_TERM, RAFTVIP_VIPS in its environment")
 	f.DurationVar(&o.notifyTimeout, "notify-timeout", 30*time.Second, "how long the notify script may run")
+	f.StringVar(&o.vipMode, "vip-mode", "arp", "how the VIP reaches the active node: arp (flat network) or bgp (routers)")
+	f.StringVar(&o.bgpASN, "bgp-asn", "", "local AS number (every node of the cluster uses the same)")
+	f.StringVar(&o.bgpRouterID, "bgp-router-id", "", "BGP router ID, unique per node (default: the IPv4 consensus address)")
+	f.IntVar(&o.bgpListenPort, "bgp-listen-port", 179, "port for routers that connect to this node (-1: do not listen)")
+	f.StringArrayVar(&o.bgpPeers, "bgp-peer", nil, "router: ADDR,asn=N[,password=P][,multihop=TTL][,hold=90s][,keepalive=30s][,passive] (repeatable)")
+	f.StringVar(&o.bgpMode, "bgp-mode", "active-only", "passive nodes withdraw the VIP (active-only) or announce it less preferred (standby)")
+	f.StringArrayVar(&o.bgpCommunities, "bgp-community", nil, "community ASN:VALUE added to the announcements (repeatable)")
+	f.StringArrayVar(&o.bgpLarge, "bgp-large-community", nil, "large community G:D1:D2 added to the announcements (repeatable)")
+	f.StringArrayVar(&o.bgpNextHops, "bgp-next-hop", nil, "next hop to announce, per family (default: this node's address on each session)")
+	f.StringVar(&o.bgpHolder, "bgp-holder", "lo", "interface that holds the VIP while it is announced (lo or a dummy; - for none)")
 	f.StringVar(&o.healthAddr, "health-addr", "", "also serve /healthz/* and /metrics in plain HTTP on this host:port (for load balancers without client TLS)")
 	f.StringVar(&o.agentAddr, "agent-check-addr", "", "answer HAProxy agent checks on this host:port")
 	f.IntVar(&o.agentWeight, "agent-weight", 100, "weight (percent) the agent check announces on the active node")
@@ -204,9 +224,12 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		}
 		apiURL = "http://" + o.apiAddr
 	}
+	if o.vipMode != "arp" && o.vipMode != "bgp" {
+		return consensus.Config{}, fmt.Errorf("--vip-mode %q must be arp or bgp", o.vipMode)
+	}
 	for _, v := range o.vips {
-		if _, err := netip.ParsePrefix(v); err != nil {
-			return consensus.Config{}, fmt.Errorf("--vip %q must be an address with its subnet's prefix length, such as 198.18.0.100/24", v)
+		if _, err := parseVIP(v, o.vipMode == "bgp"); err != nil {
+			return consensus.Config{}, err
 		}
 	}
 	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
@@ -315,7 +338,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
 	}
 
-	ann, err = newAnnouncer(logger, o, node)
+	ann, err = newAnnouncer(ctx, logger, o, node)
 	if err != nil {
 		shutdown(logger, node, servers, nil, false)
 		return err
@@ -348,9 +371,20 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 }
 
 // newAnnouncer makes the ARP/NDP announcer for --vip, if any.
-func newAnnouncer(logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+func newAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
 	if len(o.vips) == 0 {
 		return nil, nil
+	}
+	if o.vipMode == "bgp" {
+		vips := make([]netip.Prefix, len(o.vips))
+		for i, v := range o.vips {
+			vips[i], _ = parseVIP(v, true)
+		}
+		a, err := newBGP(ctx, logger, o, node, vips)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return a, nil
 	}
 	iface := o.virtInterface
 	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
@@ -376,7 +410,7 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 	go func() {
 		defer close(done)
 		defer cancel()
-		was, leader := false, ""
+		was, leader, first := false, "", true
 		for s := range ch {
 			if s.LeaderID != leader {
 				if s.LeaderID != "" {
@@ -384,7 +418,8 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 				}
 				leader = s.LeaderID
 			}
-			if ann != nil && (s.Active != was || s.Active) {
+			if ann != nil && (first || s.Active != was || s.Active) {
+				first = false
 				// Set again while active (a new term, or a member that
 				// answers heartbeats again after a heal) re-announces.
 				if err := ann.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {

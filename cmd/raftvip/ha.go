@@ -356,6 +356,29 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, m.ConsensusAddr, hash)
 	}
 	_ = tw.Flush()
+	for _, m := range cs.Members {
+		if m.Status == nil {
+			continue
+		}
+		ann, ok := m.Status.Announcer.(map[string]any)
+		if !ok {
+			continue
+		}
+		line := fmt.Sprintf("%s BGP (AS %v, router ID %v): %v", m.ID, ann["asn"], ann["router_id"], ann["announces"])
+		if t, ok := ann["term"].(float64); ok && t > 0 {
+			line += fmt.Sprintf(" in term %.0f", t)
+		}
+		if peers, ok := ann["peers"].([]any); ok {
+			var ps []string
+			for _, p := range peers {
+				if pm, ok := p.(map[string]any); ok {
+					ps = append(ps, fmt.Sprintf("%v %v", pm["address"], pm["state"]))
+				}
+			}
+			line += "; peers: " + strings.Join(ps, ", ")
+		}
+		fmt.Fprintln(w, line)
+	}
 	if cs.CheckIndex > 0 {
 		verdict := "identical on every reachable member"
 		if !cs.Consistent {

@@ -166,6 +166,42 @@ func (n *Net) AddHost(name string, idx int) *Host {
 	return h
 }
 
+// AddBareHost adds a host that is not on the bridge; connect it with Link.
+func (n *Net) AddBareHost(name string) *Host {
+	n.t.Helper()
+	h := &Host{net: n, Name: name, NS: fmt.Sprintf("%s-%s", n.run, name)}
+	n.mu.Lock()
+	n.hosts = append(n.hosts, h)
+	n.mu.Unlock()
+	n.must("ip", "netns", "add", h.NS)
+	n.must("ip", "-n", h.NS, "link", "set", "lo", "up")
+	return h
+}
+
+// Link connects a and b by a veth pair named ifname on both sides, with the
+// given addresses (CIDR) on each end.
+func (n *Net) Link(a, b *Host, ifname string, addrsA, addrsB []string) {
+	n.t.Helper()
+	tmp := ifname + "p"
+	n.must("ip", "-n", a.NS, "link", "add", ifname, "type", "veth", "peer", "name", tmp)
+	n.must("ip", "-n", a.NS, "link", "set", tmp, "netns", b.NS)
+	n.must("ip", "-n", b.NS, "link", "set", tmp, "name", ifname)
+	for _, side := range []struct {
+		h     *Host
+		addrs []string
+	}{{a, addrsA}, {b, addrsB}} {
+		n.must("ip", "netns", "exec", side.h.NS, "sysctl", "-qw", "net.ipv6.conf."+ifname+".accept_dad=0")
+		for _, ad := range side.addrs {
+			args := []string{"-n", side.h.NS, "addr", "add", ad, "dev", ifname}
+			if strings.Contains(ad, ":") {
+				args = append(args, "nodad")
+			}
+			n.must(append([]string{"ip"}, args...)...)
+		}
+		n.must("ip", "-n", side.h.NS, "link", "set", ifname, "up")
+	}
+}
+
 // Run runs a short command in the host's namespace and returns its output.
 func (h *Host) Run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
