@@ -261,6 +261,15 @@ func (c *bgpCluster) routedFailover(v6 bool, staleStays bool, fail func(int), af
 	waitFor(t, 10*time.Second, "the client reaches the new node through the router", func() bool {
 		return c.viaVIP(url) == c.nodes[next].Name
 	})
+	// Only the announcing node holds the VIP; the third node does not.
+	for i, h := range c.nodes {
+		if i == active || i == next {
+			continue
+		}
+		if out := h.MustRun("ip", "addr", "show", "dev", "lo"); strings.Contains(out, bgpVIP4) || strings.Contains(out, bgpVIP6) {
+			t.Fatalf("passive %s holds the VIP on lo: %s", h.Name, out)
+		}
+	}
 	elected := c.becameActive(next, failed)
 	sinceElection := failed.Add(moved).Sub(elected)
 	if sinceElection > time.Second {
@@ -452,4 +461,52 @@ func (c *bgpCluster) waitHealthyVia(within time.Duration) {
 		}
 		return false
 	})
+}
+
+// TestBGPMD5: a session with a TCP MD5 password (RFC 2385) comes up when
+// both sides agree and stays down when they do not; the VIP is held on lo
+// only while it is announced.
+func TestBGPMD5(t *testing.T) {
+	birdBin := requireTool(t, "bird", "bird2")
+	net := New(t)
+	n1 := net.AddHost("n1", 1)
+	r := net.AddHost("bird", 20)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bird.conf")
+	conf := "router id 198.18.0.20;\nprotocol device {}\n" +
+		"protocol bgp good { local 198.18.0.20 as 65000; neighbor 198.18.0.1 as 65001; password \"s3cret\"; ipv4 { import all; export none; }; }\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "bird.ctl")
+	r.Start("bird", birdBin, "-f", "-c", cfg, "-s", sock)
+	start := func(password string) *Proc {
+		return n1.Start("agent", binary, "agent", "--data-dir", t.TempDir(), "--node-id", "n1", "--bootstrap",
+			"--consensus-addr", "198.18.0.1:8093", "--api-addr", "198.18.0.1:8092", "--timing", "default",
+			"--vip-mode", "bgp", "--vip", bgpVIP4, "--bgp-asn", "65001", "--bgp-listen-port", "-1",
+			"--bgp-peer", "198.18.0.20,asn=65000,password="+password)
+	}
+	established := func() bool {
+		out, _ := r.Run("birdc", "-s", sock, "show", "protocols", "good")
+		return strings.Contains(out, "Established")
+	}
+	learned := func() bool {
+		out, _ := r.Run("birdc", "-s", sock, "show", "route", "for", bgpVIP4+"/32")
+		return strings.Contains(out, "198.18.0.1")
+	}
+	bad := start("wrong")
+	// With the wrong password no session may come up, for several connect retries.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if established() {
+			t.Fatal("a session with the wrong MD5 password came up")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	bad.Term(10 * time.Second)
+	start("s3cret")
+	waitFor(t, 30*time.Second, "the session with the right password is established and the VIP learned", func() bool { return established() && learned() })
+	if out := n1.MustRun("ip", "-4", "addr", "show", "dev", "lo"); !strings.Contains(out, bgpVIP4+"/32") {
+		t.Fatalf("the active node does not hold the VIP on lo: %s", out)
+	}
 }
