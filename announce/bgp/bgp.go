@@ -263,6 +263,8 @@ type Announcer struct {
 	holding bool
 
 	announced atomic.Pointer[[]netip.Prefix]
+	stopDamp  context.CancelFunc
+	dampDone  chan struct{}
 }
 
 var _ announce.Announcer = (*Announcer)(nil)
@@ -296,8 +298,16 @@ func New(ctx context.Context, cfg Config) (*Announcer, error) {
 		a.srv.Stop()
 		return nil, fmt.Errorf("starting BGP: %w", err)
 	}
+	dctx, cancel := context.WithCancel(context.Background())
+	a.stopDamp, a.dampDone = cancel, make(chan struct{})
+	go func() {
+		defer close(a.dampDone)
+		a.dampFlaps(dctx)
+	}()
 	for _, p := range cfg.Peers {
 		if err := a.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerConf(p)}); err != nil {
+			cancel()
+			<-a.dampDone
 			_ = a.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 			a.srv.Stop()
 			return nil, fmt.Errorf("adding BGP peer %s: %w", p.Address, err)
@@ -564,6 +574,8 @@ func (a *Announcer) Close() error {
 		errs = append(errs, announce.Hold(a.cfg.Holder, a.cfg.VIPs, false))
 		a.holding = false
 	}
+	a.stopDamp()
+	<-a.dampDone
 	errs = append(errs, a.srv.StopBgp(ctx, &api.StopBgpRequest{}))
 	a.srv.Stop()
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func valid() Config {
@@ -73,5 +74,35 @@ func TestTermFencing(t *testing.T) {
 	}
 	if l, err := ParseLargeCommunity("65000:1:7"); err != nil || l.GlobalAdmin != 65000 || l.LocalData2 != 7 {
 		t.Errorf("ParseLargeCommunity: %v %v", l, err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	var b backoff
+	t0 := time.Unix(1000, 0)
+	if d := b.next("r", false, t0); d != 0 {
+		t.Fatalf("a session that never came up was held down %v", d)
+	}
+	at := t0
+	var got []time.Duration
+	for i := 0; i < 9; i++ {
+		b.next("r", true, at)
+		at = at.Add(5 * time.Second) // up for 5 s, then down: a flap
+		got = append(got, b.next("r", false, at))
+	}
+	want := []time.Duration{0, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, 64 * time.Second, BackoffMax, BackoffMax}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delays %v, want %v", got, want)
+		}
+	}
+	// Up for longer than BackoffReset: the history is forgotten.
+	b.next("r", true, at)
+	if d := b.next("r", false, at.Add(BackoffReset)); d != 0 {
+		t.Fatalf("after a long stable session the first drop was held down %v", d)
+	}
+	// Peers are independent.
+	if d := b.next("other", false, at); d != 0 {
+		t.Fatalf("another peer inherited the history: %v", d)
 	}
 }

@@ -465,7 +465,8 @@ func (c *bgpCluster) waitHealthyVia(within time.Duration) {
 
 // TestBGPMD5: a session with a TCP MD5 password (RFC 2385) comes up when
 // both sides agree and stays down when they do not; the VIP is held on lo
-// only while it is announced.
+// while it is announced; a session the router keeps resetting is retried
+// with a growing backoff.
 func TestBGPMD5(t *testing.T) {
 	birdBin := requireTool(t, "bird", "bird2")
 	net := New(t)
@@ -504,9 +505,21 @@ func TestBGPMD5(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	bad.Term(10 * time.Second)
-	start("s3cret")
+	good := start("s3cret")
 	waitFor(t, 30*time.Second, "the session with the right password is established and the VIP learned", func() bool { return established() && learned() })
 	if out := n1.MustRun("ip", "-4", "addr", "show", "dev", "lo"); !strings.Contains(out, bgpVIP4+"/32") {
 		t.Fatalf("the active node does not hold the VIP on lo: %s", out)
 	}
+	// The router resets the session three times in a row: the node backs
+	// off, 2 s then 4 s, before it reconnects.
+	for i := 0; i < 3; i++ {
+		waitFor(t, 30*time.Second, "the session is established again", established)
+		r.MustRun("birdc", "-s", sock, "restart", "good")
+		waitFor(t, 10*time.Second, "the session goes down", func() bool { return !established() })
+	}
+	waitFor(t, 30*time.Second, "the node backed off twice", func() bool {
+		out := strings.Join(good.Lines(), "\n")
+		return strings.Contains(out, "holding it down") && strings.Contains(out, "for=2s") && strings.Contains(out, "for=4s")
+	})
+	waitFor(t, 30*time.Second, "the session is established after the backoff", func() bool { return established() && learned() })
 }
