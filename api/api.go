@@ -39,6 +39,15 @@ type Server struct {
 	maxBody int64
 	mux     *http.ServeMux
 	onApply func(time.Duration)
+	maxFile int64
+}
+
+// SetMaxFileSize sets the largest file an upload may carry (default
+// DefaultMaxFileSize). Call it before serving.
+func (s *Server) SetMaxFileSize(n int64) {
+	if n > 0 {
+		s.maxFile = n
+	}
 }
 
 // ObserveApply sets a function told the latency of every write this node
@@ -50,7 +59,7 @@ func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBody
 	}
-	s := &Server{node: node, logger: logger, maxBody: maxBody, mux: http.NewServeMux()}
+	s := &Server{node: node, logger: logger, maxBody: maxBody, mux: http.NewServeMux(), maxFile: DefaultMaxFileSize}
 	s.routes()
 	return s
 }
@@ -80,6 +89,10 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+	case errors.Is(err, errTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, store.ErrDigest):
+		writeError(w, http.StatusBadRequest, "digest_mismatch", err.Error())
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, store.ErrNotFound):
@@ -111,10 +124,10 @@ func fail(w http.ResponseWriter, err error) {
 // carry a verified member certificate and need no bearer token.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderNode, s.node.ID())
-	if dotSegment(r.URL.Path) {
+	if dotSegment(r.URL.Path) || strings.Contains(r.URL.Path, "//") {
 		// ServeMux would redirect to the cleaned path; a path that tries to
-		// climb out of its folder is refused instead.
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.' or '..' segment", r.URL.Path))
+		// climb out of its folder, or has an empty segment, is refused.
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.', '..' or empty segment", r.URL.Path))
 		return
 	}
 	if !s.authorized(r) {
@@ -185,6 +198,7 @@ func (s *Server) routes() {
 		http.MethodDelete: s.writeObject(store.OpDelete),
 	}))
 	s.haRoutes()
+	s.fileRoutes()
 }
 
 // readBody reads the request body within the limit.
@@ -258,17 +272,28 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, le
 		fail(w, fmt.Errorf("%w: leader %s has no known API URL", consensus.ErrNoLeader, leaderID))
 		return
 	}
-	client, err := s.node.RPCClient()
+	s.forwardReader(w, r, bytes.NewReader(body), int64(len(body)), leaderID, leaderAddr)
+}
+
+// forwardedHeaders are the request headers a forwarded request keeps.
+var forwardedHeaders = []string{"Content-Type", "If-Match", "If-None-Match", "Accept", "Range", "If-Range",
+	"If-Modified-Since", "If-Unmodified-Since", HeaderChecksum, "Content-Digest"}
+
+// forwardReader sends the request, with body streamed, to the leader over
+// the members' TLS channel and relays the answer, streamed.
+func (s *Server) forwardReader(w http.ResponseWriter, r *http.Request, body io.Reader, length int64, leaderID, leaderAddr string) {
+	client, err := s.node.StreamClient()
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+leaderAddr+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+leaderAddr+r.URL.RequestURI(), body)
 	if err != nil {
 		fail(w, err)
 		return
 	}
-	for _, h := range []string{"Content-Type", "If-Match", "If-None-Match", "Accept"} {
+	req.ContentLength = length
+	for _, h := range forwardedHeaders {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

@@ -387,7 +387,7 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 func (n *Node) abandonJoin() {
 	n.mu.Lock()
 	r, trans, m, logs, servers := n.raft, n.trans, n.mux, n.logStore, n.servers
-	n.raft, n.trans, n.mux, n.logStore, n.servers, n.client = nil, nil, nil, nil, nil, nil
+	n.raft, n.trans, n.mux, n.logStore, n.servers, n.client, n.bclient = nil, nil, nil, nil, nil, nil, nil
 	n.state = &HAState{}
 	n.mu.Unlock()
 	if r != nil {

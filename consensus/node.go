@@ -55,6 +55,7 @@ type Node struct {
 	servers     []*http.Server
 	rpcHandler  http.Handler
 	client      *http.Client
+	bclient     *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
 	statusExtra func() any
 	closed      bool
 
@@ -313,6 +314,9 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	}
 	n.raft, n.trans, n.logStore, n.mux = r, nt, logs, m
 	n.client = rpcClient(n.mat.clientTLS())
+	n.bclient = newStreamClient(n.mat.clientTLS(), streamRPC)
+	n.bclient.Timeout = 0
+	n.bclient.Transport.(*http.Transport).ResponseHeaderTimeout = 0
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", n.internalHandler())
 	mux.HandleFunc("/", n.serveRPC)
@@ -330,6 +334,8 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	}))
 	n.wg.Add(1)
 	go n.watchHeals(obs)
+	n.wg.Add(1)
+	go n.syncBlobs()
 	n.logger.Info("consensus started", "node", n.cfg.NodeID, "cluster", n.state.HaID, "addr", n.cfg.ConsensusAddr)
 	return nil
 }
@@ -678,6 +684,10 @@ func (n *Node) RPCClient() (*http.Client, error) {
 	}
 	return n.client, nil
 }
+
+// StreamClient is RPCClient without overall time limits, for requests
+// whose bodies are large streams (file uploads forwarded to the leader).
+func (n *Node) StreamClient() (*http.Client, error) { return n.blobClient() }
 
 // readAllLimit reads at most limit bytes.
 func readAllLimit(r io.Reader, limit int64) ([]byte, error) {

@@ -346,6 +346,7 @@ func (n *Node) Members() ([]store.Member, error) { return n.store.Members() }
 // mux has already checked the member certificate).
 func (n *Node) internalHandler() http.Handler {
 	mux := http.NewServeMux()
+	n.serveBlobs(mux)
 	mux.HandleFunc("GET /internal/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, n.FullStatus())
 	})

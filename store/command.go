@@ -34,6 +34,8 @@ const (
 	OpDelete       Op = "delete"        // delete an existing object
 	OpMemberPut    Op = "member-put"    // record a cluster member's metadata
 	OpMemberDelete Op = "member-delete" // forget a cluster member's metadata
+	OpFilePut      Op = "file-put"      // make a file (a replicated blob) visible at a path
+	OpFileDelete   Op = "file-delete"   // remove a file
 )
 
 // Sentinel errors. Validation errors wrap ErrInvalid; results of Apply carry
@@ -67,6 +69,18 @@ type Command struct {
 	Time int64 `json:"time"`
 	// Member is the member record for OpMemberPut / OpMemberDelete.
 	Member *Member `json:"member,omitempty"`
+	// File is the file for OpFilePut / OpFileDelete (only Namespace and
+	// Path for a delete).
+	File *FileRef `json:"file,omitempty"`
+}
+
+// FileRef names a file and, for OpFilePut, the blob that holds it.
+type FileRef struct {
+	Namespace   string `json:"namespace"`
+	Path        string `json:"path"`
+	SHA256      string `json:"sha256,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	ContentType string `json:"content_type,omitempty"`
 }
 
 // Member is the replicated record of one cluster member.
@@ -137,14 +151,34 @@ func (c *Command) Validate() error {
 		if err := ValidKey(c.Key); err != nil {
 			return err
 		}
-		if c.Member != nil {
-			return fmt.Errorf("%w: %s takes no member", ErrInvalid, c.Op)
+		if c.Member != nil || c.File != nil {
+			return fmt.Errorf("%w: %s takes no member or file", ErrInvalid, c.Op)
 		}
+	case OpFilePut, OpFileDelete:
+		if c.File == nil {
+			return fmt.Errorf("%w: %s needs a file", ErrInvalid, c.Op)
+		}
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.Member != nil {
+			return fmt.Errorf("%w: %s takes only a file", ErrInvalid, c.Op)
+		}
+		if _, err := CleanFilePath(c.File.Namespace, c.File.Path); err != nil {
+			return err
+		}
+		if c.Op == OpFileDelete {
+			return nil
+		}
+		if err := ValidSHA256(c.File.SHA256); err != nil {
+			return err
+		}
+		if c.File.Size < 0 || len(c.File.ContentType) > 255 {
+			return fmt.Errorf("%w: file size must not be negative and content type at most 255 bytes", ErrInvalid)
+		}
+		return nil
 	case OpMemberPut, OpMemberDelete:
 		if c.Member == nil || c.Member.ID == "" {
 			return fmt.Errorf("%w: %s needs a member with an id", ErrInvalid, c.Op)
 		}
-		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.IfRev != nil {
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.IfRev != nil || c.File != nil {
 			return fmt.Errorf("%w: %s takes only a member", ErrInvalid, c.Op)
 		}
 		return nil

@@ -23,6 +23,7 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketObjects = []byte("objects")
 	bucketMembers = []byte("members")
+	bucketFiles   = []byte("files")
 	keyApplied    = []byte("applied") // 8 bytes index + 8 bytes term
 	keyHash       = []byte("hash")    // 32 bytes
 )
@@ -104,7 +105,7 @@ func (s *Store) open() error {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketMembers} {
+		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketMembers, bucketFiles} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -269,6 +270,8 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 		return nil, tx.Bucket(bucketMembers).Put([]byte(c.Member.ID), v)
 	case OpMemberDelete:
 		return nil, tx.Bucket(bucketMembers).Delete([]byte(c.Member.ID))
+	case OpFilePut, OpFileDelete:
+		return nil, applyFile(tx, index, c)
 	}
 	b := tx.Bucket(bucketObjects)
 	k := objKey(c.Kind, c.Key)

@@ -1,0 +1,247 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftvip/raftvip/consensus"
+	"github.com/raftvip/raftvip/store"
+)
+
+// DefaultMaxFileSize is the default limit on one uploaded file.
+const DefaultMaxFileSize = 64 << 30
+
+// HeaderChecksum carries the client's hex SHA-256 of an upload; RFC 9530's
+// Content-Digest (sha-256=:base64:) is accepted too.
+const HeaderChecksum = "X-Checksum-Sha256"
+
+func (s *Server) fileRoutes() {
+	s.mux.HandleFunc("/api/v1/files/{ns}", methods(map[string]http.HandlerFunc{http.MethodGet: s.listFiles}))
+	s.mux.HandleFunc("/api/v1/files/{ns}/{path...}", methods(map[string]http.HandlerFunc{
+		http.MethodGet:    s.getFile,
+		http.MethodPut:    s.putFile,
+		http.MethodDelete: s.deleteFile,
+	}))
+}
+
+// clientDigest reads the SHA-256 the client announced, if any.
+func clientDigest(r *http.Request) (string, error) {
+	if v := strings.TrimSpace(r.Header.Get(HeaderChecksum)); v != "" {
+		v = strings.ToLower(v)
+		if err := store.ValidSHA256(v); err != nil {
+			return "", fmt.Errorf("%w: %s", store.ErrInvalid, HeaderChecksum)
+		}
+		return v, nil
+	}
+	for _, part := range strings.Split(r.Header.Get("Content-Digest"), ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || strings.ToLower(k) != "sha-256" {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.Trim(v, ":"))
+		if err != nil || len(raw) != 32 {
+			return "", fmt.Errorf("%w: Content-Digest sha-256 must be the base64 of 32 bytes between colons", store.ErrInvalid)
+		}
+		return hex.EncodeToString(raw), nil
+	}
+	return "", nil
+}
+
+// putFile stores an upload: the body streams into this node's blob store
+// (verified against the client's digest), the blob is copied to a quorum,
+// and only then is the file record committed, which makes it visible.
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
+	ns, p := r.PathValue("ns"), r.PathValue("path")
+	if _, err := store.CleanFilePath(ns, p); err != nil {
+		fail(w, err)
+		return
+	}
+	want, err := clientDigest(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	ctype := r.Header.Get("Content-Type")
+	if ctype != "" {
+		if _, _, err := mime.ParseMediaType(ctype); err != nil || len(ctype) > 255 {
+			fail(w, fmt.Errorf("%w: Content-Type %q", store.ErrInvalid, ctype))
+			return
+		}
+	}
+	if r.ContentLength > s.maxFile {
+		fail(w, fmt.Errorf("%w: the file is %d bytes, the limit is %d", errTooLarge, r.ContentLength, s.maxFile))
+		return
+	}
+	if !s.routeStream(w, r) {
+		return
+	}
+	sha, size, err := s.node.Store().PutBlob(r.Body, want, s.maxFile)
+	if err != nil {
+		if errors.Is(err, store.ErrTooLarge) {
+			err = fmt.Errorf("%w: the limit is %d bytes", errTooLarge, s.maxFile)
+		}
+		fail(w, err)
+		return
+	}
+	if r.ContentLength >= 0 && size != r.ContentLength {
+		fail(w, fmt.Errorf("%w: got %d bytes, Content-Length said %d", store.ErrInvalid, size, r.ContentLength))
+		return
+	}
+	if err := s.node.ReplicateBlob(r.Context(), sha, size); err != nil {
+		fail(w, fmt.Errorf("the file was not stored: %w", err))
+		return
+	}
+	cmd := &store.Command{Op: store.OpFilePut, File: &store.FileRef{Namespace: ns, Path: p, SHA256: sha, Size: size, ContentType: ctype}}
+	if cmd.IfRev, err = parseRev(r); err != nil {
+		fail(w, err)
+		return
+	}
+	res, err := s.node.Apply(r.Context(), cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	f, err := s.node.Store().GetFile(ns, p)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.Header().Set("ETag", strconv.Quote(f.SHA256))
+	writeJSON(w, http.StatusOK, f)
+}
+
+var errTooLarge = errors.New("too large")
+
+// routeStream is route for a request whose body is a stream: a passive node
+// forwards it as a stream instead of reading it first.
+func (s *Server) routeStream(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*s.node.Timing().Election)
+	defer cancel()
+	for {
+		if s.node.IsActive() {
+			return true
+		}
+		id, addr, err := s.node.Leader(ctx)
+		if err != nil {
+			fail(w, err)
+			return false
+		}
+		if id != s.node.ID() {
+			s.forwardBody(w, r, r.Body, id, addr)
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			fail(w, consensus.ErrNoLeader)
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
+	ns, p := r.PathValue("ns"), r.PathValue("path")
+	if _, err := store.CleanFilePath(ns, p); err != nil {
+		fail(w, err)
+		return
+	}
+	if !s.readHere(w, r) {
+		return
+	}
+	f, err := s.node.Store().GetFile(ns, p)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if !s.node.Store().HasBlob(f.SHA256) {
+		// Committed but not yet copied here: fetch it now.
+		if err := s.node.FetchBlob(r.Context(), f.SHA256); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "blob_missing", err.Error())
+			return
+		}
+	}
+	blob, err := s.node.Store().OpenBlob(f.SHA256)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	defer blob.Close()
+	w.Header().Set("ETag", strconv.Quote(f.SHA256))
+	w.Header().Set("X-Checksum-Sha256", f.SHA256)
+	if f.ContentType != "" {
+		w.Header().Set("Content-Type", f.ContentType)
+	} else {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	http.ServeContent(w, r, "", f.Updated, blob)
+}
+
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
+	ns, p := r.PathValue("ns"), r.PathValue("path")
+	cmd := &store.Command{Op: store.OpFileDelete, File: &store.FileRef{Namespace: ns, Path: p}}
+	var err error
+	if cmd.IfRev, err = parseRev(r); err != nil {
+		fail(w, err)
+		return
+	}
+	if err := cmd.Validate(); err != nil {
+		fail(w, err)
+		return
+	}
+	if !s.route(w, r, nil) {
+		return
+	}
+	res, err := s.node.Apply(r.Context(), cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": ns + "/" + p, "rev": res.Index})
+}
+
+func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
+	ns := r.PathValue("ns")
+	q := r.URL.Query()
+	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			fail(w, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v))
+			return
+		}
+		opts.Limit = n
+	}
+	if !store.Namespaces[ns] {
+		fail(w, fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", store.ErrInvalid, ns))
+		return
+	}
+	if !s.readHere(w, r) {
+		return
+	}
+	page, err := s.node.Store().ListFiles(ns, opts)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// forwardBody is forward with a streamed body.
+func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body io.Reader, leaderID, leaderAddr string) {
+	s.forwardReader(w, r, body, r.ContentLength, leaderID, leaderAddr)
+}

@@ -1,0 +1,205 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftvip/raftvip/store"
+)
+
+// genData makes n bytes of reproducible pseudo-random data.
+func genData(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+func (c *tcluster) upload(n *tnode, path string, data []byte, hdr map[string]string) (int, []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "PUT", n.url+"/api/v1/files/"+path, bytes.NewReader(data))
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// raw is doH without trimming the body (files are bytes, not JSON).
+func (c *tcluster) raw(n *tnode, method, path string, hdr map[string]string) (int, []byte, http.Header) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, n.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error()), nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+// TestFilesReplicatedWhole: an upload through a passive node is streamed to
+// the active node, copied to a quorum before it becomes visible, and is
+// byte-identical on every node soon after; Range and conditional requests
+// work; bad paths and a wrong digest are refused and leave nothing behind.
+func TestFilesReplicatedWhole(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	var passive *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			passive = n
+		}
+	}
+	data := genData(24<<20+123, 1)
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	st, body := c.upload(passive, "isos/ubuntu/24.04.iso", data, map[string]string{HeaderChecksum: sha, "Content-Type": "application/x-iso9660-image"})
+	if st != 200 {
+		t.Fatalf("upload: %d %s", st, body)
+	}
+	var f store.File
+	if err := json.Unmarshal(body, &f); err != nil || f.SHA256 != sha || f.Size != int64(len(data)) {
+		t.Fatalf("upload answer %s", body)
+	}
+	// A quorum holds the blob the moment the upload is acknowledged.
+	holders := 0
+	for _, n := range c.nodes {
+		if n.node.Store().HasBlob(sha) {
+			holders++
+		}
+	}
+	if holders < 2 {
+		t.Fatalf("only %d nodes hold the blob when the upload returned", holders)
+	}
+	// Every node, soon after.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range c.nodes {
+		for !n.node.Store().HasBlob(sha) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got the blob", n.id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Download through the passive node (forwarded) and from the active.
+	for _, n := range []*tnode{passive, act} {
+		st, got, hdr := c.raw(n, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", nil)
+		if st != 200 || !bytes.Equal(got, data) {
+			t.Fatalf("download from %s: %d, %d bytes (want %d)", n.id, st, len(got), len(data))
+		}
+		if hdr.Get("ETag") != `"`+sha+`"` || hdr.Get("Content-Type") != "application/x-iso9660-image" {
+			t.Fatalf("download headers %v", hdr)
+		}
+	}
+	st, got, hdr := c.raw(act, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", map[string]string{"Range": "bytes=1000-1999"})
+	if st != 206 || !bytes.Equal(got, data[1000:2000]) || hdr.Get("Content-Range") == "" {
+		t.Fatalf("range: %d, %d bytes, %v", st, len(got), hdr.Get("Content-Range"))
+	}
+	if st, _ := c.do(act, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", "", map[string]string{"If-None-Match": `"` + sha + `"`}); st != 304 {
+		t.Fatalf("conditional GET: %d, want 304", st)
+	}
+	// Bad paths and a wrong digest: 400, and nothing visible or applied.
+	applied, _ := act.node.Store().Applied()
+	for _, p := range []string{"files/..%2Fescape", "files/a/../b", "files/%2Fabs", "files/a%00b", "files/a//b", "nowhere/x", "files/" + strings.Repeat("x", 300)} {
+		if st, body := c.upload(act, p, []byte("x"), nil); st != 400 {
+			t.Errorf("upload to %q: %d %s, want 400", p, st, body)
+		}
+	}
+	if st, body := c.upload(act, "files/bad-digest", []byte("hello"), map[string]string{HeaderChecksum: sha}); st != 400 || !strings.Contains(string(body), "digest") {
+		t.Errorf("wrong digest: %d %s", st, body)
+	}
+	if st, _ := c.do(act, "GET", "/api/v1/files/files/bad-digest", "", nil); st != 404 {
+		t.Errorf("a refused upload is visible: %d", st)
+	}
+	if now, _ := act.node.Store().Applied(); now != applied {
+		t.Errorf("refused uploads changed the applied index %d -> %d", applied, now)
+	}
+	// List and delete.
+	st, body = c.do(passive, "GET", "/api/v1/files/isos?prefix=ubuntu/", "", nil)
+	if st != 200 || !strings.Contains(string(body), `"path":"ubuntu/24.04.iso"`) {
+		t.Fatalf("list: %d %s", st, body)
+	}
+	if st, body := c.do(passive, "DELETE", "/api/v1/files/isos/ubuntu/24.04.iso", "", nil); st != 200 {
+		t.Fatalf("delete: %d %s", st, body)
+	}
+	if st, _ := c.do(act, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", "", nil); st != 404 {
+		t.Fatalf("deleted file still served: %d", st)
+	}
+}
+
+// TestFileUploadInterruptedByFailover: the active node dies in the middle
+// of an upload; the client gets an error, nothing is visible, and the retry
+// on the new active node succeeds.
+func TestFileUploadInterruptedByFailover(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	data := genData(8<<20, 2)
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", act.url+"/api/v1/files/files/big.bin", pr)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				err = fmt.Errorf("the interrupted upload succeeded: %s", b)
+			}
+		}
+		errc <- err
+	}()
+	if _, err := pw.Write(data[:4<<20]); err != nil {
+		t.Fatal(err)
+	}
+	act.stop()
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	if err := <-errc; err == nil {
+		t.Fatal("the client got no error")
+	} else if strings.Contains(err.Error(), "succeeded") {
+		t.Fatal(err)
+	}
+	neu := c.active(10 * time.Second)
+	if st, _ := c.do(neu, "GET", "/api/v1/files/files/big.bin", "", nil); st != 404 {
+		t.Fatalf("the interrupted upload is visible: %d", st)
+	}
+	if st, body := c.upload(neu, "files/big.bin", data, nil); st != 200 {
+		t.Fatalf("retry: %d %s", st, body)
+	}
+	st, got, _ := c.raw(neu, "GET", "/api/v1/files/files/big.bin", nil)
+	if st != 200 || !bytes.Equal(got, data) {
+		t.Fatalf("after retry: %d, %d bytes", st, len(got))
+	}
+}

@@ -1,0 +1,239 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftvip/raftvip/store"
+)
+
+// blobCopyTimeout bounds one blob copy to a member that finishes after the
+// quorum (the upload has already been answered then).
+const blobCopyTimeout = 30 * time.Minute
+
+// ReplicateBlob copies a blob this node holds to the other voters, in
+// parallel and streamed, and returns once a quorum of voters (this node
+// included) holds it, verified against its SHA-256. Copies still running
+// then go on in the background; a member that misses one fetches it later.
+func (n *Node) ReplicateBlob(ctx context.Context, sha string, size int64) error {
+	r := n.r()
+	if r == nil {
+		return ErrNotInCluster
+	}
+	if !n.store.HasBlob(sha) {
+		return fmt.Errorf("%w: blob %s is not on this node", store.ErrNotFound, sha)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return translate(err)
+	}
+	var others []raft.Server
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) != n.cfg.NodeID {
+			others = append(others, s)
+		}
+	}
+	quorum := voters/2 + 1
+	have := 1
+	if have >= quorum {
+		return nil
+	}
+	results := make(chan error, len(others))
+	for _, s := range others {
+		go func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobCopyTimeout)
+			defer cancel()
+			results <- n.pushBlob(cctx, string(s.Address), sha, size)
+		}()
+	}
+	var errs []error
+	for range others {
+		select {
+		case err := <-results:
+			if err == nil {
+				have++
+				if have >= quorum {
+					return nil
+				}
+			} else {
+				errs = append(errs, err)
+				if pending := len(others) - len(errs) - (have - 1); have+pending < quorum {
+					return fmt.Errorf("%w: only %d of %d voters hold blob %s: %v", ErrTimeout, have, quorum, sha, errors.Join(errs...))
+				}
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%w: copying blob %s to a quorum: %v", ErrTimeout, sha, ctx.Err())
+		}
+	}
+	return fmt.Errorf("%w: only %d of %d voters hold blob %s: %v", ErrTimeout, have, quorum, sha, errors.Join(errs...))
+}
+
+func (n *Node) blobClient() (*http.Client, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.bclient == nil {
+		return nil, ErrNotInCluster
+	}
+	return n.bclient, nil
+}
+
+// pushBlob streams a blob to one member.
+func (n *Node) pushBlob(ctx context.Context, addr, sha string, size int64) error {
+	c, err := n.blobClient()
+	if err != nil {
+		return err
+	}
+	f, err := n.store.OpenBlob(sha)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/internal/blobs/"+sha, f)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("copying blob to %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("copying blob to %s: %s", addr, resp.Status)
+	}
+	return nil
+}
+
+// FetchBlob copies a blob this node lacks from the leader, or else from any
+// member, verified against its SHA-256.
+func (n *Node) FetchBlob(ctx context.Context, sha string) error {
+	if n.store.HasBlob(sha) {
+		return nil
+	}
+	r := n.r()
+	if r == nil {
+		return ErrNotInCluster
+	}
+	c, err := n.blobClient()
+	if err != nil {
+		return err
+	}
+	var addrs []string
+	if a, _ := r.LeaderWithID(); a != "" {
+		addrs = append(addrs, string(a))
+	}
+	if f := r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) != n.cfg.NodeID && (len(addrs) == 0 || string(s.Address) != addrs[0]) {
+				addrs = append(addrs, string(s.Address))
+			}
+		}
+	}
+	var errs []error
+	for _, addr := range addrs {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/internal/blobs/"+sha, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			errs = append(errs, fmt.Errorf("%s: %s", addr, resp.Status))
+			continue
+		}
+		_, _, err = n.store.PutBlob(resp.Body, sha, 0)
+		resp.Body.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return fmt.Errorf("fetching blob %s: %w", sha, errors.Join(errs...))
+}
+
+// syncBlobs fetches, in the background, the blobs that committed files
+// refer to and this node lacks (it missed a copy, or enrolled later, or
+// restored a snapshot, which carries only the manifest).
+func (n *Node) syncBlobs() {
+	defer n.wg.Done()
+	base, cancelAll := context.WithCancel(context.Background())
+	defer cancelAll()
+	go func() {
+		select {
+		case <-n.stop:
+			cancelAll()
+		case <-base.Done():
+		}
+	}()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		missing, err := n.store.MissingBlobs(16)
+		if err != nil {
+			continue
+		}
+		for _, sha := range missing {
+			ctx, cancel := context.WithTimeout(base, blobCopyTimeout)
+			if err := n.FetchBlob(ctx, sha); err != nil {
+				n.logger.Warn("fetching a missing blob", "sha256", sha, "err", err)
+			} else {
+				n.logger.Info("fetched a missing blob", "sha256", sha)
+			}
+			cancel()
+		}
+	}
+}
+
+// serveBlobs are the member endpoints for blobs.
+func (n *Node) serveBlobs(mux *http.ServeMux) {
+	mux.HandleFunc("POST /internal/blobs/{sha}", func(w http.ResponseWriter, req *http.Request) {
+		sha := req.PathValue("sha")
+		limit := int64(0)
+		if req.ContentLength > 0 {
+			limit = req.ContentLength
+		}
+		if _, _, err := n.store.PutBlob(req.Body, sha, limit); err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, store.ErrDigest) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrTooLarge) {
+				code = http.StatusBadRequest
+			}
+			writeJSON(w, code, errorBody{Error: err.Error(), Code: "blob"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"sha256": sha})
+	})
+	mux.HandleFunc("GET /internal/blobs/{sha}", func(w http.ResponseWriter, req *http.Request) {
+		f, err := n.store.OpenBlob(req.PathValue("sha"))
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: err.Error(), Code: "not_found"})
+			return
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+		}
+		_, _ = io.Copy(w, f)
+	})
+}
