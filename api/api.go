@@ -103,7 +103,7 @@ func fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusPreconditionFailed, "revision_mismatch", err.Error())
 	case errors.Is(err, store.ErrUnknownVersion):
 		writeError(w, http.StatusInternalServerError, "unknown_version", err.Error())
-	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrShutdown):
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrShutdown), errors.Is(err, errNotActiveAnymore):
 		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
 	case errors.Is(err, consensus.ErrNotInCluster):
 		writeError(w, http.StatusServiceUnavailable, "not_in_cluster", err.Error())
@@ -199,6 +199,7 @@ func (s *Server) routes() {
 	}))
 	s.haRoutes()
 	s.fileRoutes()
+	s.jobRoutes()
 }
 
 // readBody reads the request body within the limit.

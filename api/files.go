@@ -122,7 +122,10 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, f)
 }
 
-var errTooLarge = errors.New("too large")
+var (
+	errTooLarge         = errors.New("too large")
+	errNotActiveAnymore = errors.New("not active any more")
+)
 
 // routeStream is route for a request whose body is a stream: a passive node
 // forwards it as a stream instead of reading it first.

@@ -132,7 +132,7 @@ func (n *Node) FetchBlob(ctx context.Context, sha string) error {
 		return err
 	}
 	var addrs []string
-	if a, _ := r.LeaderWithID(); a != "" {
+	if a, _ := r.LeaderWithID(); a != "" && string(a) != n.cfg.ConsensusAddr {
 		addrs = append(addrs, string(a))
 	}
 	if f := r.GetConfiguration(); f.Error() == nil {
@@ -166,6 +166,39 @@ func (n *Node) FetchBlob(ctx context.Context, sha string) error {
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
 	return fmt.Errorf("fetching blob %s: %w", sha, errors.Join(errs...))
+}
+
+// fetchMissingBlobs fetches every blob that committed files refer to and
+// this node lacks, while it leads in term.
+func (n *Node) fetchMissingBlobs(term uint64) error {
+	for round := 0; round < 1000; round++ {
+		missing, err := n.store.MissingBlobs(16)
+		if err != nil {
+			return err
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		r := n.r()
+		if r == nil || r.State() != raft.Leader || r.CurrentTerm() != term {
+			return ErrNotLeader
+		}
+		n.logger.Info("new leader fetches committed files it lacks before becoming active", "count", len(missing))
+		for _, sha := range missing {
+			ctx, cancel := context.WithTimeout(context.Background(), blobCopyTimeout)
+			err := n.FetchBlob(ctx, sha)
+			cancel()
+			if err != nil {
+				return err
+			}
+			select {
+			case <-n.stop:
+				return ErrShutdown
+			default:
+			}
+		}
+	}
+	return errors.New("too many missing blobs")
 }
 
 // syncBlobs fetches, in the background, the blobs that committed files

@@ -444,6 +444,13 @@ func (n *Node) runLeadership(r *raft.Raft) {
 					barrierTerm.CompareAndSwap(term, 0)
 					return
 				}
+				// A new leader must hold every committed file before it
+				// may be active: fetch what it lacks from the others.
+				if err := n.fetchMissingBlobs(term); err != nil {
+					n.logger.Warn("leader lacks committed files; not becoming active", "term", term, "err", err)
+					barrierTerm.CompareAndSwap(term, 0)
+					return
+				}
 				n.leaseMu.Lock()
 				n.readyTerm = term
 				n.leaseMu.Unlock()

@@ -36,7 +36,11 @@ const (
 	OpMemberDelete Op = "member-delete" // forget a cluster member's metadata
 	OpFilePut      Op = "file-put"      // make a file (a replicated blob) visible at a path
 	OpFileDelete   Op = "file-delete"   // remove a file
+	OpJobAppend    Op = "job-append"    // append a chunk to a job's log
 )
+
+// MaxLogChunk is the largest chunk one job log append may carry.
+const MaxLogChunk = 64 << 10
 
 // Sentinel errors. Validation errors wrap ErrInvalid; results of Apply carry
 // ErrNotFound, ErrExists or ErrConflict.
@@ -72,6 +76,11 @@ type Command struct {
 	// File is the file for OpFilePut / OpFileDelete (only Namespace and
 	// Path for a delete).
 	File *FileRef `json:"file,omitempty"`
+	// Job and Data are the job ID and the chunk for OpJobAppend; IfRev,
+	// when set, is the log length the append expects (so that a retried
+	// append is never applied twice).
+	Job  string `json:"job,omitempty"`
+	Data []byte `json:"data,omitempty"`
 }
 
 // FileRef names a file and, for OpFilePut, the blob that holds it.
@@ -151,14 +160,25 @@ func (c *Command) Validate() error {
 		if err := ValidKey(c.Key); err != nil {
 			return err
 		}
-		if c.Member != nil || c.File != nil {
-			return fmt.Errorf("%w: %s takes no member or file", ErrInvalid, c.Op)
+		if c.Member != nil || c.File != nil || c.Job != "" || len(c.Data) > 0 {
+			return fmt.Errorf("%w: %s takes no member, file or job", ErrInvalid, c.Op)
 		}
+	case OpJobAppend:
+		if err := ValidKey(c.Job); err != nil {
+			return fmt.Errorf("job ID: %w", err)
+		}
+		if len(c.Data) == 0 || len(c.Data) > MaxLogChunk {
+			return fmt.Errorf("%w: a log chunk must be 1 to %d bytes", ErrInvalid, MaxLogChunk)
+		}
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.Member != nil || c.File != nil {
+			return fmt.Errorf("%w: %s takes only a job and data", ErrInvalid, c.Op)
+		}
+		return nil
 	case OpFilePut, OpFileDelete:
 		if c.File == nil {
 			return fmt.Errorf("%w: %s needs a file", ErrInvalid, c.Op)
 		}
-		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.Member != nil {
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.Member != nil || c.Job != "" || len(c.Data) > 0 {
 			return fmt.Errorf("%w: %s takes only a file", ErrInvalid, c.Op)
 		}
 		if _, err := CleanFilePath(c.File.Namespace, c.File.Path); err != nil {
@@ -178,7 +198,7 @@ func (c *Command) Validate() error {
 		if c.Member == nil || c.Member.ID == "" {
 			return fmt.Errorf("%w: %s needs a member with an id", ErrInvalid, c.Op)
 		}
-		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.IfRev != nil || c.File != nil {
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.IfRev != nil || c.File != nil || c.Job != "" || len(c.Data) > 0 {
 			return fmt.Errorf("%w: %s takes only a member", ErrInvalid, c.Op)
 		}
 		return nil

@@ -110,3 +110,46 @@ func TestFileRecords(t *testing.T) {
 		}
 	}
 }
+
+func TestJobLogs(t *testing.T) {
+	s := testStore(t)
+	var idx uint64
+	appendChunk := func(data string, ifLen *uint64) error {
+		idx++
+		c := Command{Op: OpJobAppend, Job: "j1", Data: []byte(data), IfRev: ifLen, Time: 1}
+		return s.ApplyBatch([]Entry{{Index: idx, Term: 1, Data: enc(t, c)}})[0].Err
+	}
+	for _, ch := range []string{"abc", "defg", "h"} {
+		if err := appendChunk(ch, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := appendChunk("x", rev(3)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("append at a stale length: %v", err)
+	}
+	if err := appendChunk("ij", rev(8)); err != nil {
+		t.Fatalf("append at the right length: %v", err)
+	}
+	const all = "abcdefghij"
+	for off := 0; off <= len(all); off++ {
+		for _, max := range []int{1, 3, 100} {
+			got, length, err := s.ReadJobLog("j1", uint64(off), max)
+			want := all[off:]
+			if len(want) > max {
+				want = want[:max]
+			}
+			if err != nil || string(got) != want || length != uint64(len(all)) {
+				t.Fatalf("read at %d max %d: %q %d %v, want %q", off, max, got, length, err, want)
+			}
+		}
+	}
+	if _, _, err := s.ReadJobLog("j1", 11, 10); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("read past the end: %v", err)
+	}
+	if got, length, err := s.ReadJobLog("other", 0, 10); err != nil || len(got) != 0 || length != 0 {
+		t.Fatalf("a job without a log: %q %d %v", got, length, err)
+	}
+	if err := (&Command{Op: OpJobAppend, Job: "../x", Data: []byte("a")}).Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad job ID accepted")
+	}
+}

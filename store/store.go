@@ -24,6 +24,8 @@ var (
 	bucketObjects = []byte("objects")
 	bucketMembers = []byte("members")
 	bucketFiles   = []byte("files")
+	bucketJobLogs = []byte("joblogs") // job ID, 0, 8-byte offset -> chunk
+	bucketJobLens = []byte("joblens") // job ID -> 8-byte length
 	keyApplied    = []byte("applied") // 8 bytes index + 8 bytes term
 	keyHash       = []byte("hash")    // 32 bytes
 )
@@ -57,7 +59,9 @@ type Entry struct {
 type Result struct {
 	Index  uint64
 	Object *Object // the object after the write; nil for deletes and member ops
-	Err    error
+	// LogLength is a job log's length after an append.
+	LogLength uint64
+	Err       error
 }
 
 // Store is the on-disk state machine. Apply methods must be called from one
@@ -68,6 +72,9 @@ type Store struct {
 
 	mu sync.RWMutex // guards db against Restore swapping it
 	db *bolt.DB
+
+	jmu      sync.Mutex
+	jobsWake chan struct{} // closed and replaced on every job log append
 
 	hmu     sync.RWMutex
 	applied uint64
@@ -105,7 +112,7 @@ func (s *Store) open() error {
 		return fmt.Errorf("opening store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketMembers, bucketFiles} {
+		for _, b := range [][]byte{bucketMeta, bucketObjects, bucketMembers, bucketFiles, bucketJobLogs, bucketJobLens} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -206,6 +213,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		hash  [32]byte
 	}
 	var steps []step
+	jobsChanged := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i, e := range entries {
 			results[i].Index = e.Index
@@ -224,6 +232,10 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 				continue
 			}
 			results[i].Object, results[i].Err = applyOne(tx, e.Index, cmd)
+			if cmd.Op == OpJobAppend {
+				results[i].LogLength = jobLength(tx, cmd.Job)
+				jobsChanged = true
+			}
 		}
 		var v [16]byte
 		binary.BigEndian.PutUint64(v[:8], applied)
@@ -245,6 +257,9 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		s.ring[st.index%hashHistory] = hashAt(st)
 	}
 	s.hmu.Unlock()
+	if jobsChanged {
+		s.notifyJobs()
+	}
 	return results
 }
 
@@ -272,6 +287,8 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 		return nil, tx.Bucket(bucketMembers).Delete([]byte(c.Member.ID))
 	case OpFilePut, OpFileDelete:
 		return nil, applyFile(tx, index, c)
+	case OpJobAppend:
+		return nil, applyJobAppend(tx, c)
 	}
 	b := tx.Bucket(bucketObjects)
 	k := objKey(c.Kind, c.Key)
