@@ -278,7 +278,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, le
 
 // forwardedHeaders are the request headers a forwarded request keeps.
 var forwardedHeaders = []string{"Content-Type", "If-Match", "If-None-Match", "Accept", "Range", "If-Range",
-	"If-Modified-Since", "If-Unmodified-Since", HeaderChecksum, "Content-Digest"}
+	"If-Modified-Since", "If-Unmodified-Since", HeaderChecksum, "Content-Digest", HeaderLogOffset}
 
 // forwardReader sends the request, with body streamed, to the leader over
 // the members' TLS channel and relays the answer, streamed.

@@ -63,7 +63,7 @@ func TestJobLogAcrossFailover(t *testing.T) {
 				length += uint64(len(line))
 				i++
 				written.Add(1)
-			case err == nil && st == 409:
+			case err == nil && st == 412:
 				// The earlier try went through after all.
 				got, _ := strconv.ParseUint(hdr.Get(HeaderLogLength), 10, 64)
 				if got != length+uint64(len(line)) {
@@ -115,7 +115,9 @@ func TestJobLogAcrossFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
-		t.Fatalf("the reader got %d bytes, want %d; first difference at %d", got.Len(), want.Len(), firstDiff(got.Bytes(), want.Bytes()))
+		d := firstDiff(got.Bytes(), want.Bytes())
+		lo, hi := max(d-60, 0), min(d+60, got.Len(), want.Len())
+		t.Fatalf("the reader got %d bytes, want %d; first difference at %d:\ngot  %q\nwant %q", got.Len(), want.Len(), d, got.Bytes()[lo:hi], want.Bytes()[lo:hi])
 	}
 }
 

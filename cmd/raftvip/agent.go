@@ -43,6 +43,7 @@ type agentOptions struct {
 	joinURL        string
 	joinToken      string
 	maxBody        int64
+	maxFile        int64
 	vips           []string
 	vipScript      string
 	arpRefresh     time.Duration
@@ -129,6 +130,7 @@ environment, which wins over the file.`,
 	f.Uint64Var(&o.maxLagEntries, "max-lag-entries", 1000, "entries a passive node may lag and still pass /healthz/passive and /healthz/ready")
 	f.DurationVar(&o.maxLagTime, "max-lag-time", 2*time.Second, "time since a passive node heard from the leader, at most, to pass /healthz/passive")
 	f.Int64Var(&o.maxBody, "max-body", api.DefaultMaxBody, "largest request body the API accepts, in bytes")
+	f.Int64Var(&o.maxFile, "max-file-size", api.DefaultMaxFileSize, "largest file an upload may carry, in bytes")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -270,6 +272,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return out
 	})
 	apiSrv.ObserveApply(metrics.ObserveApply)
+	apiSrv.SetMaxFileSize(o.maxFile)
 	checks := healthz.New(health, healthz.Options{MaxLagEntries: o.maxLagEntries, MaxLagTime: o.maxLagTime, Observe: metrics.ObserveHealth})
 	probes := http.NewServeMux()
 	probes.Handle("/healthz/", checks)

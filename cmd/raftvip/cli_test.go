@@ -425,3 +425,51 @@ func TestNotifyHooks(t *testing.T) {
 		t.Fatalf("the failing script was not reported with its output:\n%s", a.log)
 	}
 }
+
+// TestCLIFilesAndJobs: upload, list, download (verified) and delete a file,
+// and append to and read a job log, with the CLI against a running agent.
+func TestCLIFilesAndJobs(t *testing.T) {
+	a := &agent{id: "f1", dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
+	startAgent(t, a, "--bootstrap")
+	t.Cleanup(a.kill)
+	ep := []string{"-E", "http://" + a.api, "--data-dir", a.dir}
+	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep...)...)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "boot.iso")
+	data := bytes.Repeat([]byte("raftvip iso "), 300000)
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := run(t, append([]string{"isos", "upload", src, "ubuntu/boot.iso"}, ep...)...); code != 0 || !strings.Contains(out, "isos/ubuntu/boot.iso") {
+		t.Fatalf("upload: %d %s %s", code, out, errOut)
+	}
+	if out, _, code := run(t, append([]string{"isos", "list", "--prefix", "ubuntu/"}, ep...)...); code != 0 || !strings.HasPrefix(out, "ubuntu/boot.iso\t3600000\t") {
+		t.Fatalf("list: %d %q", code, out)
+	}
+	dst := filepath.Join(dir, "copy.iso")
+	if _, errOut, code := run(t, append([]string{"isos", "download", "ubuntu/boot.iso", dst}, ep...)...); code != 0 {
+		t.Fatalf("download: %d %s", code, errOut)
+	}
+	if got, err := os.ReadFile(dst); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded file differs (%d bytes, %v)", len(got), err)
+	}
+	if _, errOut, code := run(t, append([]string{"isos", "upload", src, "../escape"}, ep...)...); code == 0 || !strings.Contains(errOut, "..") {
+		t.Fatalf("an escaping path was accepted: %d %s", code, errOut)
+	}
+	if _, _, code := run(t, append([]string{"isos", "delete", "ubuntu/boot.iso"}, ep...)...); code != 0 {
+		t.Fatal("delete failed")
+	}
+	if _, errOut, code := run(t, append([]string{"isos", "download", "ubuntu/boot.iso", dst}, ep...)...); code == 0 || !strings.Contains(errOut, "404") {
+		t.Fatalf("a deleted file downloaded: %d %s", code, errOut)
+	}
+	for _, chunk := range []string{"first line\n", "second line\n"} {
+		cmd := exec.Command(binary, append([]string{"jobs", "log", "append", "build-1"}, ep...)...)
+		cmd.Stdin = strings.NewReader(chunk)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("append: %v %s", err, out)
+		}
+	}
+	if out, errOut, code := run(t, append([]string{"jobs", "log", "tail", "build-1"}, ep...)...); code != 0 || out != "first line\nsecond line\n" {
+		t.Fatalf("tail: %d %q %s", code, out, errOut)
+	}
+}

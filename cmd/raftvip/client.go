@@ -106,6 +106,12 @@ func (c *client) doRaw(ctx context.Context, method, path string, body io.Reader,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req, hdr, out)
+}
+
+// send sends a prepared request with the token and extra headers, and
+// decodes the answer as do does.
+func (c *client) send(req *http.Request, hdr map[string]string, out any) (http.Header, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
