@@ -84,7 +84,17 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	if !s.routeStream(w, r) {
 		return
 	}
-	sha, size, err := s.node.Store().PutBlob(r.Body, want, s.maxFile)
+	// Store the upload here and stream it to the other voters at once.
+	fan, err := s.node.FanoutBlob(r.Context(), r.ContentLength)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	sha, size, err := s.node.Store().PutBlob(io.TeeReader(r.Body, fan), want, s.maxFile)
+	if err == nil && r.ContentLength >= 0 && size != r.ContentLength {
+		err = fmt.Errorf("%w: got %d bytes, Content-Length said %d", store.ErrInvalid, size, r.ContentLength)
+	}
+	quorum := fan.Finish(sha, err == nil)
 	if err != nil {
 		if errors.Is(err, store.ErrTooLarge) {
 			err = fmt.Errorf("%w: the limit is %d bytes", errTooLarge, s.maxFile)
@@ -92,13 +102,12 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if r.ContentLength >= 0 && size != r.ContentLength {
-		fail(w, fmt.Errorf("%w: got %d bytes, Content-Length said %d", store.ErrInvalid, size, r.ContentLength))
-		return
-	}
-	if err := s.node.ReplicateBlob(r.Context(), sha, size); err != nil {
-		fail(w, fmt.Errorf("the file was not stored: %w", err))
-		return
+	if !quorum {
+		// Some streams failed: copy from this node's blob to the others.
+		if err := s.node.ReplicateBlob(r.Context(), sha, size); err != nil {
+			fail(w, fmt.Errorf("the file was not stored: %w", err))
+			return
+		}
 	}
 	cmd := &store.Command{Op: store.OpFilePut, File: &store.FileRef{Namespace: ns, Path: p, SHA256: sha, Size: size, ContentType: ctype}}
 	if cmd.IfRev, err = parseRev(r); err != nil {

@@ -186,6 +186,14 @@ func (s *Server) haRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
 	}}))
+	m.HandleFunc("/api/v1/ha/snapshot", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		d, err := s.node.Snapshot()
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"node": s.node.ID(), "took_ms": float64(d.Microseconds()) / 1000})
+	}}))
 	m.HandleFunc("/api/v1/ha/transfer", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
 		var req TransferRequest
 		body, err := s.decodeJSON(w, r, &req)

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,14 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftvip/raftvip/store"
+)
+
+// BlobGrace is how old an unreferenced blob (an upload that never
+// committed, a deleted file's contents) must be before it is reclaimed;
+// blobGCInterval is how often that is checked.
+const (
+	BlobGrace      = time.Hour
+	blobGCInterval = 10 * time.Minute
 )
 
 // blobCopyTimeout bounds one blob copy to a member that finishes after the
@@ -217,11 +226,20 @@ func (n *Node) syncBlobs() {
 	}()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastGC := time.Now()
 	for {
 		select {
 		case <-n.stop:
 			return
 		case <-t.C:
+		}
+		if time.Since(lastGC) > blobGCInterval {
+			lastGC = time.Now()
+			if k, err := n.store.ReclaimBlobs(BlobGrace); err != nil {
+				n.logger.Warn("reclaiming unreferenced blobs", "err", err)
+			} else if k > 0 {
+				n.logger.Info("reclaimed unreferenced blobs", "count", k)
+			}
 		}
 		missing, err := n.store.MissingBlobs(16)
 		if err != nil {
@@ -257,6 +275,14 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"sha256": sha})
 	})
+	mux.HandleFunc("POST /internal/blobs", func(w http.ResponseWriter, req *http.Request) {
+		sha, _, err := n.store.PutBlob(req.Body, "", 0)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "blob"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"sha256": sha})
+	})
 	mux.HandleFunc("GET /internal/blobs/{sha}", func(w http.ResponseWriter, req *http.Request) {
 		f, err := n.store.OpenBlob(req.PathValue("sha"))
 		if err != nil {
@@ -269,4 +295,119 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		}
 		_, _ = io.Copy(w, f)
 	})
+}
+
+// BlobFanout streams an upload to the other voters while this node stores
+// it, so that a file is copied to a quorum in one pass instead of two. A
+// peer whose stream fails is dropped; the upload goes on.
+type BlobFanout struct {
+	quorum int
+	peers  []*peerStream
+}
+
+type peerStream struct {
+	addr   string
+	pw     *io.PipeWriter
+	failed bool
+	done   chan peerResult
+}
+
+type peerResult struct {
+	sha string
+	err error
+}
+
+// FanoutBlob opens a stream to every other voter. size is the blob's size
+// if known (or -1).
+func (n *Node) FanoutBlob(ctx context.Context, size int64) (*BlobFanout, error) {
+	r := n.r()
+	if r == nil {
+		return nil, ErrNotInCluster
+	}
+	c, err := n.blobClient()
+	if err != nil {
+		return nil, err
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, translate(err)
+	}
+	fan := &BlobFanout{}
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		pr, pw := io.Pipe()
+		ps := &peerStream{addr: string(s.Address), pw: pw, done: make(chan peerResult, 1)}
+		fan.peers = append(fan.peers, ps)
+		go func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ps.addr+"/internal/blobs", pr)
+			if err != nil {
+				pr.CloseWithError(err)
+				ps.done <- peerResult{err: err}
+				return
+			}
+			req.ContentLength = size
+			resp, err := c.Do(req)
+			if err != nil {
+				pr.CloseWithError(err)
+				ps.done <- peerResult{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var out struct {
+				SHA256 string `json:"sha256"`
+			}
+			body, _ := readAllLimit(resp.Body, 64<<10)
+			if resp.StatusCode != http.StatusOK {
+				ps.done <- peerResult{err: fmt.Errorf("%s: %s", resp.Status, body)}
+				return
+			}
+			if err := json.Unmarshal(body, &out); err != nil {
+				ps.done <- peerResult{err: err}
+				return
+			}
+			ps.done <- peerResult{sha: out.SHA256}
+		}()
+	}
+	fan.quorum = voters/2 + 1
+	return fan, nil
+}
+
+// Write sends p to every peer still streaming; it never fails.
+func (f *BlobFanout) Write(p []byte) (int, error) {
+	for _, ps := range f.peers {
+		if ps.failed {
+			continue
+		}
+		if _, err := ps.pw.Write(p); err != nil {
+			ps.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// Finish ends the streams (aborting them unless ok) and reports whether a
+// quorum of voters, this node included, holds the blob sha.
+func (f *BlobFanout) Finish(sha string, ok bool) bool {
+	for _, ps := range f.peers {
+		if ok {
+			ps.pw.Close()
+		} else {
+			ps.pw.CloseWithError(errors.New("upload aborted"))
+		}
+	}
+	have := 1
+	for _, ps := range f.peers {
+		res := <-ps.done
+		if ok && res.err == nil && res.sha == sha {
+			have++
+		}
+	}
+	return ok && have >= f.quorum
 }

@@ -692,6 +692,20 @@ func (n *Node) RPCClient() (*http.Client, error) {
 	return n.client, nil
 }
 
+// Snapshot takes a Raft snapshot now (the state machine's database; file
+// contents are outside it) and returns how long it took.
+func (n *Node) Snapshot() (time.Duration, error) {
+	r := n.r()
+	if r == nil {
+		return 0, ErrNotInCluster
+	}
+	t0 := time.Now()
+	if err := n.await(r.Snapshot()); err != nil {
+		return 0, fmt.Errorf("snapshot: %w", translate(err))
+	}
+	return time.Since(t0), nil
+}
+
 // StreamClient is RPCClient without overall time limits, for requests
 // whose bodies are large streams (file uploads forwarded to the leader).
 func (n *Node) StreamClient() (*http.Client, error) { return n.blobClient() }

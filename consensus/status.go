@@ -37,6 +37,9 @@ type NodeStatus struct {
 	StateHash        string `json:"state_hash"`
 	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
 	Timing           Timing `json:"timing"`
+	// FilesMissing is how many committed files' contents this node does
+	// not hold yet (its file lag); reported by FullStatus only.
+	FilesMissing int `json:"files_missing"`
 	// Announcer is what this node's announcer reports (BGP sessions, what
 	// it announces), when the agent set one with SetStatusExtra.
 	Announcer any `json:"announcer,omitempty"`
@@ -88,6 +91,9 @@ func (n *Node) Status() NodeStatus {
 // costs more than Status: use Status for health checks.
 func (n *Node) FullStatus() NodeStatus {
 	st := n.Status()
+	if missing, err := n.store.MissingBlobs(100000); err == nil {
+		st.FilesMissing = len(missing)
+	}
 	n.mu.Lock()
 	extra := n.statusExtra
 	n.mu.Unlock()
@@ -226,6 +232,9 @@ func (n *Node) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 			}
 			if leaderCommit > st.AppliedIndex {
 				ms.Lag = leaderCommit - st.AppliedIndex
+			}
+			if st.FilesMissing > 0 {
+				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lacks the contents of %d committed files (fetching them)", s.ID, st.FilesMissing))
 			}
 			if ms.Lag > 1000 {
 				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lags %d entries behind the leader", s.ID, ms.Lag))

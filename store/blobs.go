@@ -2,9 +2,13 @@ package store
 
 import (
 	"crypto/sha256"
+	"encoding/json"
+	"time"
+
 	"encoding/hex"
 	"errors"
 	"fmt"
+	bolt "go.etcd.io/bbolt"
 	"io"
 	"os"
 	"path/filepath"
@@ -199,4 +203,64 @@ func (s *Store) OpenBlob(sha string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: blob %s", ErrNotFound, sha)
 	}
 	return f, err
+}
+
+// ReclaimBlobs deletes blobs that no file refers to and that are older than
+// grace (an upload writes its blob before the file record commits, and a
+// follower may receive a copy before it applies the record), and temporary
+// files of uploads that died, older than grace. It returns how many it
+// deleted.
+func (s *Store) ReclaimBlobs(grace time.Duration) (int, error) {
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		return 0, errors.New("store closed")
+	}
+	refs := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
+			var f File
+			if err := json.Unmarshal(v, &f); err != nil {
+				return err
+			}
+			refs[f.SHA256] = true
+			return nil
+		})
+	})
+	s.mu.RUnlock()
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-grace)
+	n := 0
+	dirs, err := os.ReadDir(s.blobDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		sub := filepath.Join(s.blobDir(), d.Name())
+		entries, err := os.ReadDir(sub)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			info, err := e.Info()
+			if err != nil || info.ModTime().After(cutoff) {
+				continue
+			}
+			if d.Name() != "tmp" && (refs[e.Name()] || ValidSHA256(e.Name()) != nil) {
+				continue
+			}
+			if os.Remove(filepath.Join(sub, e.Name())) == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCleanFilePath(t *testing.T) {
@@ -151,5 +152,31 @@ func TestJobLogs(t *testing.T) {
 	}
 	if err := (&Command{Op: OpJobAppend, Job: "../x", Data: []byte("a")}).Validate(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad job ID accepted")
+	}
+}
+
+func TestReclaimBlobs(t *testing.T) {
+	s := testStore(t)
+	kept, _, err := s.PutBlob(strings.NewReader("referenced"), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, _, err := s.PutBlob(strings.NewReader("orphan"), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Command{Op: OpFilePut, File: &FileRef{Namespace: "files", Path: "k", SHA256: kept, Size: 10}, Time: 1}
+	if res := s.ApplyBatch([]Entry{{Index: 1, Term: 1, Data: enc(t, c)}})[0]; res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// Within the grace period nothing goes.
+	if n, err := s.ReclaimBlobs(time.Hour); err != nil || n != 0 {
+		t.Fatalf("within grace: %d %v", n, err)
+	}
+	if n, err := s.ReclaimBlobs(-time.Second); err != nil || n != 1 {
+		t.Fatalf("after grace: %d %v", n, err)
+	}
+	if !s.HasBlob(kept) || s.HasBlob(orphan) {
+		t.Fatalf("kept %v, orphan %v", s.HasBlob(kept), s.HasBlob(orphan))
 	}
 }

@@ -332,10 +332,10 @@ func checkURL(s string) error {
 func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 	fmt.Fprintf(w, "cluster %s, term %d, %d voters (quorum %d), seen from %s\n", cs.ClusterID, cs.Term, cs.Voters, cs.Quorum, cs.Self)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tTERM\tLAST CONTACT\tCOMMIT\tAPPLIED\tLAG\tCONSENSUS\tSTATE HASH")
+	fmt.Fprintln(tw, "ID\tROLE\tTERM\tLAST CONTACT\tCOMMIT\tAPPLIED\tLAG\tFILES LAG\tCONSENSUS\tSTATE HASH")
 	for _, m := range cs.Members {
 		if m.Status == nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t-\t%s\t-\n", m.ID, m.ConsensusAddr)
+			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t-\t-\t%s\t-\n", m.ID, m.ConsensusAddr)
 			continue
 		}
 		s := m.Status
@@ -353,7 +353,7 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 		if hash == "" {
 			hash = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, m.ConsensusAddr, hash)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, s.FilesMissing, m.ConsensusAddr, hash)
 	}
 	_ = tw.Flush()
 	for _, m := range cs.Members {

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	fileSize   = flag.Int64("file-size", 32<<20, "size of each generated file in TestFileReplication (bench/files.sh sets 1 GiB)")
+	fileCount  = flag.Int("file-count", 3, "how many files TestFileReplication uploads before the 4th node enrols")
+	fileReport = flag.Bool("file-report", false, "TestFileReplication: also report disk rate, upload rate, peak RSS and snapshot times")
+)
+
+// cliCluster starts n agent processes on loopback and forms a cluster
+// with the CLI; it returns them, the first one active.
+func cliCluster(t *testing.T, n int, prefix string) []*agent {
+	t.Helper()
+	agents := make([]*agent, n)
+	for i := range agents {
+		agents[i] = &agent{id: fmt.Sprintf("%s%d", prefix, i+1), dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
+		var extra []string
+		if i == 0 {
+			extra = []string{"--bootstrap"}
+		}
+		startAgent(t, agents[i], extra...)
+	}
+	t.Cleanup(func() {
+		for _, a := range agents {
+			a.kill()
+		}
+	})
+	ep := agents[0].endpoint(agents[0])
+	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep...)...)
+	for _, a := range agents[1:] {
+		enroll(t, agents[0], a)
+	}
+	return agents
+}
+
+func (a *agent) endpoint(tokenFrom *agent) []string {
+	return []string{"-E", "http://" + a.api, "--data-dir", tokenFrom.dir}
+}
+
+func enroll(t *testing.T, via, a *agent) {
+	t.Helper()
+	eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, a.endpoint(via)...)...)
+	if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api}, via.endpoint(via)...)...); code != 0 {
+		t.Fatalf("enroll %s: %s %s", a.id, out, errOut)
+	}
+}
+
+// genFile writes size bytes of pseudo-random data and returns its SHA-256.
+func genFile(t *testing.T, path string, size int64, seed uint64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := rand.New(rand.NewPCG(seed, 42))
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		for i := 0; i+8 <= len(buf); i += 8 {
+			v := r.Uint64()
+			for j := 0; j < 8; j++ {
+				buf[i+j] = byte(v >> (8 * j))
+			}
+		}
+		n := int64(len(buf))
+		if left < n {
+			n = left
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		h.Write(buf[:n])
+		left -= n
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (a *agent) blobPath(sha string) string {
+	return filepath.Join(a.dir, "store", "blobs", sha[:2], sha)
+}
+
+func hashFile(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// peakRSS is a process's peak resident set size (VmHWM), in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+// TestFileReplication uploads files to three agent processes: when each
+// upload returns a quorum holds it whole, soon every node does; a 4th node
+// enrolled afterwards fetches every file and its hashes match. With
+// -file-report it also reports the disk's own rate, the upload rate, each
+// node's peak RSS and the snapshot time with and without the files.
+func TestFileReplication(t *testing.T) {
+	agents := cliCluster(t, 3, "r")
+	ep := agents[0].endpoint(agents[0])
+	// Put something in the log so that there is something to snapshot.
+	run(t, append([]string{"objects", "put", "k", "a", `{"v":1}`}, ep...)...)
+	snapNone := snapshotVia(t, agents[0])
+	dir := t.TempDir()
+	var shas []string
+	var uploadTime time.Duration
+	var uploaded int64
+	for i := 0; i < *fileCount; i++ {
+		src := filepath.Join(dir, fmt.Sprintf("f%d.bin", i))
+		sha := genFile(t, src, *fileSize, uint64(i+1))
+		via := agents[i%3] // uploads through passive nodes are forwarded as streams
+		if i == 0 {
+			// The first through the CLI, the rest timed as bare PUTs (the
+			// CLI first reads the whole file to hash it).
+			out, errOut, code := run(t, append([]string{"isos", "upload", src, fmt.Sprintf("set/f%d.bin", i)}, via.endpoint(agents[0])...)...)
+			if code != 0 || !strings.Contains(out, sha) {
+				t.Fatalf("upload %d: %s %s", i, out, errOut)
+			}
+		} else {
+			t0 := time.Now()
+			putFile(t, via, tokenOf(t, agents[0]), src, fmt.Sprintf("set/f%d.bin", i), sha)
+			uploadTime += time.Since(t0)
+			uploaded += *fileSize
+		}
+		holders := 0
+		for _, a := range agents {
+			if hashFile(t, a.blobPath(sha)) == sha {
+				holders++
+			}
+		}
+		if holders < 2 {
+			t.Fatalf("file %d: only %d nodes hold it whole when the upload returned", i, holders)
+		}
+		shas = append(shas, sha)
+		os.Remove(src)
+	}
+	for _, a := range agents {
+		for _, sha := range shas {
+			deadline := time.Now().Add(60 * time.Second)
+			for hashFile(t, a.blobPath(sha)) != sha {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never got %s", a.id, sha)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	var rss []string
+	for _, a := range agents {
+		rss = append(rss, fmt.Sprintf("%s %d MiB", a.id, peakRSS(a.cmd.Process.Pid)>>20))
+	}
+	// A 4th node enrols and fetches everything.
+	late := &agent{id: "r4", dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
+	startAgent(t, late)
+	t.Cleanup(late.kill)
+	enroll(t, agents[0], late)
+	for _, sha := range shas {
+		deadline := time.Now().Add(120 * time.Second)
+		for hashFile(t, late.blobPath(sha)) != sha {
+			if time.Now().After(deadline) {
+				t.Fatalf("the late node never got %s", sha)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// ha status shows no file lag on any node.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _, _ := run(t, append([]string{"ha", "status"}, ep...)...)
+		if strings.Contains(out, "r4  passive") && !strings.Contains(out, "lacks the contents") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ha status still shows a file lag:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	total := int64(*fileCount) * *fileSize
+	rate := "not timed (one file)"
+	if uploaded > 0 {
+		rate = fmt.Sprintf("%.1f MiB/s", float64(uploaded)/(1<<20)/uploadTime.Seconds())
+	}
+	t.Logf("%d files of %d MiB: upload %s into three nodes; peak RSS %s; the 4th node fetched all %d",
+		*fileCount, *fileSize>>20, rate, strings.Join(rss, ", "), len(shas))
+	if *fileReport {
+		run(t, append([]string{"objects", "put", "k", "b", `{"v":2}`}, ep...)...)
+		snapFiles := snapshotVia(t, agents[0])
+		t.Logf("snapshot: %v with no files, %v with %d MiB of files (ratio %.2f)", snapNone, snapFiles, total>>20, snapFiles.Seconds()/snapNone.Seconds())
+	}
+}
+
+func snapshotVia(t *testing.T, a *agent) time.Duration {
+	t.Helper()
+	out, errOut, code := run(t, "debug", "probe", "--url", "http://"+a.api+"/api/v1/ha/snapshot", "--method", "POST",
+		"--header", "Authorization: Bearer "+tokenOf(t, a), "--duration", "1ms")
+	if code != 0 || !strings.Contains(out, `"status":200`) {
+		t.Fatalf("snapshot: %s %s", out, errOut)
+	}
+	var r struct {
+		RTTus int64 `json:"rtt_us"`
+	}
+	_ = json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &r)
+	return time.Duration(r.RTTus) * time.Microsecond
+}
+
+func tokenOf(t *testing.T, a *agent) string {
+	b, err := os.ReadFile(filepath.Join(a.dir, "ha-state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Token string }
+	_ = json.Unmarshal(b, &st)
+	return st.Token
+}
+
+// putFile uploads a file with a bare HTTP PUT, streamed from disk.
+func putFile(t *testing.T, a *agent, token, src, remote, sha string) {
+	t.Helper()
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	req, _ := http.NewRequest("PUT", "http://"+a.api+"/api/v1/files/isos/"+remote, f)
+	req.ContentLength = st.Size()
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Checksum-Sha256", sha)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), sha) {
+		t.Fatalf("PUT %s: %d %s", remote, resp.StatusCode, b)
+	}
+}
