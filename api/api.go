@@ -227,9 +227,11 @@ func parseRev(r *http.Request) (*uint64, error) {
 	return &n, nil
 }
 
-// route decides where a request that needs the active node is served: here
-// (true), or it has been forwarded / redirected / refused (false).
-func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool {
+// routeReader decides where a request that needs the active node is served:
+// here (true), or it has been forwarded with body (length bytes, -1 unknown),
+// redirected or refused (false). A body that is a stream is forwarded as a
+// stream.
+func (s *Server) routeReader(w http.ResponseWriter, r *http.Request, body io.Reader, length int64) bool {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*s.node.Timing().Election)
 	defer cancel()
 	for {
@@ -242,7 +244,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool
 			return false
 		}
 		if id != s.node.ID() {
-			s.forward(w, r, body, id, addr)
+			s.forward(w, r, body, length, id, addr)
 			return false
 		}
 		// We lead but are not active yet (new term, lease pending): wait.
@@ -255,7 +257,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool
 	}
 }
 
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, leaderID, leaderAddr string) {
+// route is routeReader for a body already read.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	return s.routeReader(w, r, bytes.NewReader(body), int64(len(body)))
+}
+
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, body io.Reader, length int64, leaderID, leaderAddr string) {
 	if r.Header.Get(HeaderForwardedBy) != "" {
 		// Forwarded once already: the leader moved. Let the client retry.
 		fail(w, consensus.ErrNotLeader)
@@ -273,7 +280,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, body []byte, le
 		fail(w, fmt.Errorf("%w: leader %s has no known API URL", consensus.ErrNoLeader, leaderID))
 		return
 	}
-	s.forwardReader(w, r, bytes.NewReader(body), int64(len(body)), leaderID, leaderAddr)
+	s.forwardReader(w, r, body, length, leaderID, leaderAddr)
 }
 
 // forwardedHeaders are the request headers a forwarded request keeps.

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -11,9 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -81,7 +78,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("%w: the file is %d bytes, the limit is %d", errTooLarge, r.ContentLength, s.maxFile))
 		return
 	}
-	if !s.routeStream(w, r) {
+	if !s.routeReader(w, r, r.Body, r.ContentLength) {
 		return
 	}
 	// Store the upload here and stream it to the other voters at once.
@@ -135,33 +132,6 @@ var (
 	errTooLarge         = errors.New("too large")
 	errNotActiveAnymore = errors.New("not active any more")
 )
-
-// routeStream is route for a request whose body is a stream: a passive node
-// forwards it as a stream instead of reading it first.
-func (s *Server) routeStream(w http.ResponseWriter, r *http.Request) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*s.node.Timing().Election)
-	defer cancel()
-	for {
-		if s.node.IsActive() {
-			return true
-		}
-		id, addr, err := s.node.Leader(ctx)
-		if err != nil {
-			fail(w, err)
-			return false
-		}
-		if id != s.node.ID() {
-			s.forwardBody(w, r, r.Body, id, addr)
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			fail(w, consensus.ErrNoLeader)
-			return false
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
 
 func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	ns, p := r.PathValue("ns"), r.PathValue("path")
@@ -251,9 +221,4 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
-}
-
-// forwardBody is forward with a streamed body.
-func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body io.Reader, leaderID, leaderAddr string) {
-	s.forwardReader(w, r, body, r.ContentLength, leaderID, leaderAddr)
 }
