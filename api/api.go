@@ -377,21 +377,30 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, o)
 }
 
+// listOptions reads ?prefix, ?after and ?limit.
+func listOptions(r *http.Request) (store.ListOptions, error) {
+	q := r.URL.Query()
+	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return opts, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v)
+		}
+		opts.Limit = n
+	}
+	return opts, nil
+}
+
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	kind := r.PathValue("kind")
 	if err := store.ValidKind(kind); err != nil {
 		fail(w, err)
 		return
 	}
-	q := r.URL.Query()
-	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			fail(w, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v))
-			return
-		}
-		opts.Limit = n
+	opts, err := listOptions(r)
+	if err != nil {
+		fail(w, err)
+		return
 	}
 	if !s.readHere(w, r) {
 		return

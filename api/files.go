@@ -198,15 +198,10 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("ns")
-	q := r.URL.Query()
-	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			fail(w, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v))
-			return
-		}
-		opts.Limit = n
+	opts, err := listOptions(r)
+	if err != nil {
+		fail(w, err)
+		return
 	}
 	if !store.Namespaces[ns] {
 		fail(w, fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", store.ErrInvalid, ns))
