@@ -18,8 +18,8 @@ import (
 )
 
 var (
-	fileSize   = flag.Int64("file-size", 32<<20, "size of each generated file in TestFileReplication (bench/files.sh sets 1 GiB)")
-	fileCount  = flag.Int("file-count", 3, "how many files TestFileReplication uploads before the 4th node enrols")
+	fileSize   = flag.Int64("file-size", 128<<20, "size of each generated file in TestFileReplication (bench/files.sh sets 1 GiB)")
+	fileCount  = flag.Int("file-count", 2, "how many files TestFileReplication uploads before the 4th node enrols")
 	fileReport = flag.Bool("file-report", false, "TestFileReplication: also report disk rate, upload rate, peak RSS and snapshot times")
 )
 
@@ -270,5 +270,77 @@ func putFile(t *testing.T, a *agent, token, src, remote, sha string) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(string(b), sha) {
 		t.Fatalf("PUT %s: %d %s", remote, resp.StatusCode, b)
+	}
+}
+
+// TestFileUploadKilled: kill -9 of the active node in the middle of a
+// 256 MiB upload: the client gets an error, the file is visible nowhere,
+// and the retry on the new active node succeeds, byte-identical.
+func TestFileUploadKilled(t *testing.T) {
+	agents := cliCluster(t, 3, "k")
+	token := tokenOf(t, agents[0])
+	src := filepath.Join(t.TempDir(), "big.bin")
+	sha := genFile(t, src, 256<<20, 9)
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Feed the upload slowly enough to kill the node in its middle.
+	pr, pw := io.Pipe()
+	go func() {
+		buf := make([]byte, 1<<20)
+		for sent := 0; ; sent++ {
+			n, err := f.Read(buf)
+			if n > 0 {
+				if _, werr := pw.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			if sent == 64 {
+				agents[0].kill() // the active node dies with 64 MiB received
+			}
+		}
+	}()
+	req, _ := http.NewRequest("PUT", "http://"+agents[0].api+"/api/v1/files/isos/big.bin", pr)
+	req.ContentLength = 256 << 20
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("the interrupted upload succeeded")
+		}
+	}
+	pr.Close()
+	// A survivor becomes active; the file is visible nowhere.
+	var next *agent
+	deadline := time.Now().Add(20 * time.Second)
+	for next == nil {
+		for _, a := range agents[1:] {
+			if out, _, code := run(t, append([]string{"ha", "active"}, a.endpoint(agents[0])...)...); code == 0 && strings.TrimSpace(out) == a.id {
+				next = a
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no survivor became active")
+		}
+	}
+	for _, a := range agents[1:] {
+		if _, errOut, code := run(t, append([]string{"isos", "download", "big.bin", "-"}, a.endpoint(agents[0])...)...); code == 0 || !strings.Contains(errOut, "404") {
+			t.Fatalf("the interrupted upload is visible on %s: %d %s", a.id, code, errOut)
+		}
+	}
+	putFile(t, next, token, src, "big.bin", sha)
+	dst := filepath.Join(t.TempDir(), "copy.bin")
+	if _, errOut, code := run(t, append([]string{"isos", "download", "big.bin", dst}, next.endpoint(agents[0])...)...); code != 0 {
+		t.Fatalf("download after the retry: %s", errOut)
+	}
+	if hashFile(t, dst) != sha {
+		t.Fatal("the retried upload does not match")
 	}
 }
