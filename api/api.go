@@ -413,6 +413,20 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
+// apply proposes cmd and returns its result, with the state error (not
+// found, exists, conflict) as the error.
+func (s *Server) apply(ctx context.Context, cmd *store.Command) (store.Result, error) {
+	t0 := time.Now()
+	res, err := s.node.Apply(ctx, cmd)
+	if err != nil {
+		return res, err
+	}
+	if s.onApply != nil {
+		s.onApply(time.Since(t0))
+	}
+	return res, res.Err
+}
+
 // WriteResult is the answer to a successful write.
 type WriteResult struct {
 	Rev    uint64        `json:"rev"` // the Raft index of the write
@@ -445,14 +459,7 @@ func (s *Server) writeObject(op store.Op) http.HandlerFunc {
 		if !s.route(w, r, body) {
 			return
 		}
-		t0 := time.Now()
-		res, err := s.node.Apply(r.Context(), cmd)
-		if err == nil && s.onApply != nil {
-			s.onApply(time.Since(t0))
-		}
-		if err == nil {
-			err = res.Err
-		}
+		res, err := s.apply(r.Context(), cmd)
 		if err != nil {
 			fail(w, err)
 			return

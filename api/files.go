@@ -111,11 +111,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	res, err := s.node.Apply(r.Context(), cmd)
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
+	if _, err := s.apply(r.Context(), cmd); err != nil {
 		fail(w, err)
 		return
 	}
@@ -185,10 +181,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 	if !s.route(w, r, nil) {
 		return
 	}
-	res, err := s.node.Apply(r.Context(), cmd)
-	if err == nil {
-		err = res.Err
-	}
+	res, err := s.apply(r.Context(), cmd)
 	if err != nil {
 		fail(w, err)
 		return
@@ -203,8 +196,8 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if !store.Namespaces[ns] {
-		fail(w, fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", store.ErrInvalid, ns))
+	if err := store.ValidNamespace(ns); err != nil {
+		fail(w, err)
 		return
 	}
 	if !s.readHere(w, r) {

@@ -53,10 +53,7 @@ func (s *Server) appendJobLog(w http.ResponseWriter, r *http.Request) {
 	if !s.route(w, r, body) {
 		return
 	}
-	res, err := s.node.Apply(r.Context(), cmd)
-	if err == nil {
-		err = res.Err
-	}
+	res, err := s.apply(r.Context(), cmd)
 	if err != nil {
 		if _, length, rerr := s.node.Store().ReadJobLog(cmd.Job, 0, 0); rerr == nil {
 			w.Header().Set(HeaderLogLength, strconv.FormatUint(length, 10))

@@ -44,13 +44,21 @@ func ValidSHA256(s string) error {
 	return nil
 }
 
+// ValidNamespace checks a file namespace.
+func ValidNamespace(ns string) error {
+	if !Namespaces[ns] {
+		return fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", ErrInvalid, ns)
+	}
+	return nil
+}
+
 // CleanFilePath checks a file path inside its namespace and returns it in
 // normal form. It refuses what could escape the namespace or confuse a
 // filesystem: absolute paths, "." and ".." segments, empty segments,
 // backslashes, NUL and control characters, invalid UTF-8, over-long names.
 func CleanFilePath(ns, p string) (string, error) {
-	if !Namespaces[ns] {
-		return "", fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", ErrInvalid, ns)
+	if err := ValidNamespace(ns); err != nil {
+		return "", err
 	}
 	if p == "" || len(p) > MaxPathLen {
 		return "", fmt.Errorf("%w: path must be 1 to %d bytes", ErrInvalid, MaxPathLen)
@@ -211,13 +219,8 @@ func (s *Store) OpenBlob(sha string) (*os.File, error) {
 // files of uploads that died, older than grace. It returns how many it
 // deleted.
 func (s *Store) ReclaimBlobs(grace time.Duration) (int, error) {
-	s.mu.RLock()
-	if s.db == nil {
-		s.mu.RUnlock()
-		return 0, errors.New("store closed")
-	}
 	refs := map[string]bool{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
 			var f File
 			if err := json.Unmarshal(v, &f); err != nil {
@@ -227,7 +230,6 @@ func (s *Store) ReclaimBlobs(grace time.Duration) (int, error) {
 			return nil
 		})
 	})
-	s.mu.RUnlock()
 	if err != nil {
 		return 0, err
 	}

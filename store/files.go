@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -72,21 +71,11 @@ func (s *Store) GetFile(ns, p string) (*File, error) {
 	if _, err := CleanFilePath(ns, p); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
+	f := new(File)
+	if err := s.getJSON(bucketFiles, fileKey(ns, p), ns+"/"+p, f); err != nil {
+		return nil, err
 	}
-	var f *File
-	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketFiles).Get(fileKey(ns, p))
-		if raw == nil {
-			return fmt.Errorf("%w: %s/%s", ErrNotFound, ns, p)
-		}
-		f = new(File)
-		return json.Unmarshal(raw, f)
-	})
-	return f, err
+	return f, nil
 }
 
 // FilePage is one page of a file listing.
@@ -97,19 +86,14 @@ type FilePage struct {
 
 // ListFiles returns the files of a namespace in path order.
 func (s *Store) ListFiles(ns string, o ListOptions) (*FilePage, error) {
-	if !Namespaces[ns] {
-		return nil, fmt.Errorf("%w: namespace %q must be files, isos, bundles or plugins", ErrInvalid, ns)
+	if err := ValidNamespace(ns); err != nil {
+		return nil, err
 	}
 	if o.Limit < 0 || o.Limit > MaxListLimit {
 		return nil, fmt.Errorf("%w: limit must be between 1 and %d", ErrInvalid, MaxListLimit)
 	}
 	if o.Limit == 0 {
 		o.Limit = DefaultListLimit
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
 	}
 	page := &FilePage{Items: []*File{}}
 	prefix := fileKey(ns, o.Prefix)
@@ -119,7 +103,7 @@ func (s *Store) ListFiles(ns string, o ListOptions) (*FilePage, error) {
 			start = a
 		}
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFiles).Cursor()
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(page.Items) == o.Limit {
@@ -140,14 +124,9 @@ func (s *Store) ListFiles(ns string, o ListOptions) (*FilePage, error) {
 // MissingBlobs returns the SHA-256 of every blob a file refers to that is
 // not here (at most limit of them).
 func (s *Store) MissingBlobs(limit int) ([]string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
-	}
 	var out []string
 	seen := map[string]bool{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
 			if len(out) >= limit {
 				return nil

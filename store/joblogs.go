@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -42,14 +41,9 @@ func (s *Store) ReadJobLog(job string, offset uint64, max int) ([]byte, uint64, 
 	if err := ValidKey(job); err != nil {
 		return nil, 0, fmt.Errorf("job ID: %w", err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, 0, errors.New("store closed")
-	}
 	var out []byte
 	var length uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		length = jobLength(tx, job)
 		if offset > length {
 			return fmt.Errorf("%w: offset %d is past the end of the log (%d bytes)", ErrInvalid, offset, length)

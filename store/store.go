@@ -201,7 +201,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		for i := range results {
-			results[i].Err = errors.New("store closed")
+			results[i].Err = errClosed
 		}
 		return results
 	}
@@ -351,6 +351,31 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 	return obj, b.Put(k, raw)
 }
 
+// errClosed is returned by reads of a closed store.
+var errClosed = errors.New("store closed")
+
+// view runs fn in a read transaction, guarded against Close and Restore.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return errClosed
+	}
+	return s.db.View(fn)
+}
+
+// getJSON decodes the record at key in bucket into out, or says what is
+// missing with ErrNotFound.
+func (s *Store) getJSON(bucket, key []byte, what string, out any) error {
+	return s.view(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucket).Get(key)
+		if raw == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, what)
+		}
+		return json.Unmarshal(raw, out)
+	})
+}
+
 // Get returns one object, or ErrNotFound.
 func (s *Store) Get(kind, key string) (*Object, error) {
 	if err := ValidKind(kind); err != nil {
@@ -359,21 +384,11 @@ func (s *Store) Get(kind, key string) (*Object, error) {
 	if err := ValidKey(key); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
+	obj := new(Object)
+	if err := s.getJSON(bucketObjects, objKey(kind, key), kind+"/"+key, obj); err != nil {
+		return nil, err
 	}
-	var obj *Object
-	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketObjects).Get(objKey(kind, key))
-		if raw == nil {
-			return fmt.Errorf("%w: %s/%s", ErrNotFound, kind, key)
-		}
-		obj = new(Object)
-		return json.Unmarshal(raw, obj)
-	})
-	return obj, err
+	return obj, nil
 }
 
 // ListOptions selects a page of a kind.
@@ -406,11 +421,6 @@ func (s *Store) List(kind string, o ListOptions) (*Page, error) {
 	if o.Limit == 0 {
 		o.Limit = DefaultListLimit
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
-	}
 	page := &Page{Items: []*Object{}}
 	prefix := objKey(kind, o.Prefix)
 	start := prefix
@@ -420,7 +430,7 @@ func (s *Store) List(kind string, o ListOptions) (*Page, error) {
 			start = prefix
 		}
 	}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketObjects).Cursor()
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(page.Items) == o.Limit {
@@ -440,13 +450,8 @@ func (s *Store) List(kind string, o ListOptions) (*Page, error) {
 
 // Members returns the replicated member records, ordered by ID.
 func (s *Store) Members() ([]Member, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.db == nil {
-		return nil, errors.New("store closed")
-	}
 	var out []Member
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMembers).ForEach(func(_, v []byte) error {
 			var m Member
 			if err := json.Unmarshal(v, &m); err != nil {
@@ -472,7 +477,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	s.mu.RLock()
 	if s.db == nil {
 		s.mu.RUnlock()
-		return nil, errors.New("store closed")
+		return nil, errClosed
 	}
 	tx, err := s.db.Begin(false)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -222,6 +221,5 @@ func runARPWatch(ctx context.Context, out io.Writer, iface string, vip netip.Add
 			return err
 		}
 	}
-	_ = os.Stdout.Sync()
 	return nil
 }

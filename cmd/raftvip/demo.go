@@ -171,18 +171,34 @@ func poll(ctx context.Context, within time.Duration, what string, cond func() bo
 	}
 }
 
+// demoSetup finds this binary and the demo's data directory; done removes
+// the directory, unless --keep was given or the demo failed.
+func demoSetup(out io.Writer, o *demoOptions) (exe, dir string, say func(string, ...any), done func(error), err error) {
+	if exe, err = os.Executable(); err != nil {
+		return "", "", nil, nil, err
+	}
+	dir = o.dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "raftvip-demo-"); err != nil {
+			return "", "", nil, nil, err
+		}
+	}
+	say = func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	done = func(err error) {
+		if o.keep || err != nil {
+			say("data and logs kept in %s", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}
+	return exe, dir, say, done, nil
+}
+
 func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
-	exe, err := os.Executable()
+	exe, dir, say, done, err := demoSetup(out, o)
 	if err != nil {
 		return err
 	}
-	dir := o.dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "raftvip-demo-"); err != nil {
-			return err
-		}
-	}
-	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 	nodes := make([]*demoNode, 3)
 	defer func() {
 		for _, n := range nodes {
@@ -190,11 +206,7 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 				n.stop()
 			}
 		}
-		if o.keep || err != nil {
-			say("data and logs kept in %s", dir)
-		} else {
-			os.RemoveAll(dir)
-		}
+		done(err)
 	}()
 	for i := range nodes {
 		api, err := freeLoopbackPort()

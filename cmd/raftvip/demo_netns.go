@@ -53,17 +53,10 @@ const demoVIP = "198.18.0.100"
 // bridge, shows the VIP on the active node, kills that node with kill -9,
 // and reports how long a client probing every 10 ms saw the VIP dark.
 func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
-	exe, err := os.Executable()
+	exe, dir, say, done, err := demoSetup(out, o)
 	if err != nil {
 		return err
 	}
-	dir := o.dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "raftvip-demo-"); err != nil {
-			return err
-		}
-	}
-	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 	dt := &demoT{out: out}
 	defer func() {
 		if r := recover(); r != nil {
@@ -76,11 +69,7 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		for i := len(dt.cleanups) - 1; i >= 0; i-- {
 			dt.cleanups[i]()
 		}
-		if o.keep || err != nil {
-			say("data and logs kept in %s", dir)
-		} else {
-			os.RemoveAll(dir)
-		}
+		done(err)
 	}()
 	net := netns.Build(dt)
 	nodes := make([]*netns.Host, 3)
