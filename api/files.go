@@ -82,16 +82,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Store the upload here and stream it to the other voters at once.
-	fan, err := s.node.FanoutBlob(r.Context(), r.ContentLength)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	sha, size, err := s.node.Store().PutBlob(io.TeeReader(r.Body, fan), want, s.maxFile)
-	if err == nil && r.ContentLength >= 0 && size != r.ContentLength {
-		err = fmt.Errorf("%w: got %d bytes, Content-Length said %d", store.ErrInvalid, size, r.ContentLength)
-	}
-	quorum := fan.Finish(sha, err == nil)
+	sha, size, quorum, err := s.receiveBlob(r, want)
 	if err != nil {
 		if errors.Is(err, store.ErrTooLarge) {
 			err = fmt.Errorf("%w: the limit is %d bytes", errTooLarge, s.maxFile)
@@ -122,6 +113,39 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("ETag", strconv.Quote(f.SHA256))
 	writeJSON(w, http.StatusOK, f)
+}
+
+// receiveBlob stores the request's body as a blob on this node while it is
+// streamed to the other voters, and reports whether a quorum holds it. A
+// blob this node already has (the client announced its digest) is only
+// verified here and copied to the voters that lack it.
+func (s *Server) receiveBlob(r *http.Request, want string) (sha string, size int64, quorum bool, err error) {
+	if want != "" && s.node.Store().HasBlob(want) {
+		sha, size, err = s.node.Store().PutBlob(r.Body, want, s.maxFile)
+		return sha, size, false, err
+	}
+	u, err := s.node.Store().NewUpload(s.maxFile)
+	if err != nil {
+		return "", 0, false, err
+	}
+	fan, err := s.node.FanoutBlob(u, r.ContentLength)
+	if err != nil {
+		u.Abort(err)
+		return "", 0, false, err
+	}
+	if _, err = io.Copy(u, r.Body); err != nil {
+		u.Abort(err)
+		fan.Finish("", false)
+		return "", 0, false, err
+	}
+	if r.ContentLength >= 0 && u.Offset() != r.ContentLength {
+		err = fmt.Errorf("%w: got %d bytes, Content-Length said %d", store.ErrInvalid, u.Offset(), r.ContentLength)
+		u.Abort(err)
+		fan.Finish("", false)
+		return "", 0, false, err
+	}
+	sha, size, err = u.Commit(want)
+	return sha, size, fan.Finish(sha, err == nil), err
 }
 
 var (

@@ -105,6 +105,9 @@ func (c *tcluster) add(observer bool) *tnode {
 	api := freePort(c.t)
 	n := &tnode{t: c.t, id: fmt.Sprintf("n%d", len(c.nodes)+1), dir: c.t.TempDir(), cons: freePort(c.t), apiAddr: api, url: "http://" + api}
 	n.start(observer)
+	// Registered after TempDir's own clean-up, so it runs before it: the
+	// node stops before its directory is removed.
+	c.t.Cleanup(n.stop)
 	c.nodes = append(c.nodes, n)
 	return n
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -153,28 +152,61 @@ func (n *Node) FetchBlob(ctx context.Context, sha string) error {
 	}
 	var errs []error
 	for _, addr := range addrs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/internal/blobs/"+sha, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			errs = append(errs, fmt.Errorf("%s: %s", addr, resp.Status))
-			continue
-		}
-		_, _, err = n.store.PutBlob(resp.Body, sha, 0)
-		resp.Body.Close()
+		err := n.fetchBlobFrom(ctx, c, addr, sha)
 		if err == nil {
 			return nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if errors.Is(err, store.ErrBusy) || ctx.Err() != nil {
+			break
+		}
 	}
 	return fmt.Errorf("fetching blob %s: %w", sha, errors.Join(errs...))
+}
+
+// fetchBlobFrom copies blob sha from one member. An interrupted copy is
+// kept and the next try asks only for the rest (an HTTP range); the whole
+// is verified against the SHA-256 at the end.
+func (n *Node) fetchBlobFrom(ctx context.Context, c *http.Client, addr, sha string) error {
+	u, err := n.store.ResumeBlob(sha)
+	if err != nil {
+		return err
+	}
+	off := u.Offset()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/internal/blobs/"+sha, nil)
+	if err != nil {
+		u.Abort(err)
+		return err
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		u.Abort(err)
+		return err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && off > 0:
+		n.logger.Info("resuming the copy of a blob", "sha256", sha, "from", addr, "offset", off)
+	case resp.StatusCode == http.StatusOK && off == 0:
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		// What was kept is not a prefix of this blob: start again.
+		err := fmt.Errorf("%s: %s", addr, resp.Status)
+		u.Discard(err)
+		return err
+	default:
+		err := fmt.Errorf("%s", resp.Status)
+		u.Abort(err)
+		return err
+	}
+	if _, err := io.Copy(u, resp.Body); err != nil {
+		u.Abort(err)
+		return err
+	}
+	_, _, err = u.Commit(sha)
+	return err
 }
 
 // fetchMissingBlobs fetches every blob that committed files refer to and
@@ -247,7 +279,9 @@ func (n *Node) syncBlobs() {
 		}
 		for _, sha := range missing {
 			ctx, cancel := context.WithTimeout(base, blobCopyTimeout)
-			if err := n.FetchBlob(ctx, sha); err != nil {
+			if err := n.FetchBlob(ctx, sha); errors.Is(err, store.ErrBusy) {
+				// Another copy of it is under way (a new leader's fetch).
+			} else if err != nil {
 				n.logger.Warn("fetching a missing blob", "sha256", sha, "err", err)
 			} else {
 				n.logger.Info("fetched a missing blob", "sha256", sha)
@@ -290,36 +324,38 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 			return
 		}
 		defer f.Close()
-		if st, err := f.Stat(); err == nil {
-			w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+		st, err := f.Stat()
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "blob"})
+			return
 		}
-		_, _ = io.Copy(w, f)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, req, "", st.ModTime(), f)
 	})
 }
 
 // BlobFanout streams an upload to the other voters while this node stores
-// it, so that a file is copied to a quorum in one pass instead of two. A
-// peer whose stream fails is dropped; the upload goes on.
+// it, so that a file is copied to a quorum in one pass instead of two. Each
+// peer reads the upload's file as it grows, at its own pace: a slow peer
+// does not hold the upload back, and its copy goes on after the quorum has
+// answered. A peer whose stream fails is dropped; it fetches the blob later.
 type BlobFanout struct {
-	quorum int
-	peers  []*peerStream
-}
-
-type peerStream struct {
-	addr   string
-	pw     *io.PipeWriter
-	failed bool
-	done   chan peerResult
+	quorum  int
+	results chan peerResult
+	peers   int
+	cancel  context.CancelFunc
 }
 
 type peerResult struct {
-	sha string
-	err error
+	addr string
+	sha  string
+	err  error
 }
 
-// FanoutBlob opens a stream to every other voter. size is the blob's size
-// if known (or -1).
-func (n *Node) FanoutBlob(ctx context.Context, size int64) (*BlobFanout, error) {
+// FanoutBlob starts a stream of u to every other voter. size is the blob's
+// size if known (or -1). The streams outlive the caller's request (they
+// end with the copy, blobCopyTimeout, Finish(_, false) or the node's stop).
+func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 	r := n.r()
 	if r == nil {
 		return nil, ErrNotInCluster
@@ -332,82 +368,99 @@ func (n *Node) FanoutBlob(ctx context.Context, size int64) (*BlobFanout, error) 
 	if err := f.Error(); err != nil {
 		return nil, translate(err)
 	}
-	fan := &BlobFanout{}
+	var addrs []string
 	voters := 0
 	for _, s := range f.Configuration().Servers {
 		if s.Suffrage != raft.Voter {
 			continue
 		}
 		voters++
-		if string(s.ID) == n.cfg.NodeID {
-			continue
+		if string(s.ID) != n.cfg.NodeID {
+			addrs = append(addrs, string(s.Address))
 		}
-		pr, pw := io.Pipe()
-		ps := &peerStream{addr: string(s.Address), pw: pw, done: make(chan peerResult, 1)}
-		fan.peers = append(fan.peers, ps)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), blobCopyTimeout)
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	fan := &BlobFanout{quorum: voters/2 + 1, results: make(chan peerResult, len(addrs)), peers: len(addrs), cancel: cancel}
+	for _, addr := range addrs {
+		body, err := u.NewReader()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
 		go func() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+ps.addr+"/internal/blobs", pr)
+			sha, err := n.streamBlob(ctx, c, addr, body, size)
 			if err != nil {
-				pr.CloseWithError(err)
-				ps.done <- peerResult{err: err}
-				return
+				err = fmt.Errorf("copying an upload to %s: %w", addr, err)
 			}
-			req.ContentLength = size
-			resp, err := c.Do(req)
-			if err != nil {
-				pr.CloseWithError(err)
-				ps.done <- peerResult{err: err}
-				return
-			}
-			defer resp.Body.Close()
-			var out struct {
-				SHA256 string `json:"sha256"`
-			}
-			body, _ := readAllLimit(resp.Body, 64<<10)
-			if resp.StatusCode != http.StatusOK {
-				ps.done <- peerResult{err: fmt.Errorf("%s: %s", resp.Status, body)}
-				return
-			}
-			if err := json.Unmarshal(body, &out); err != nil {
-				ps.done <- peerResult{err: err}
-				return
-			}
-			ps.done <- peerResult{sha: out.SHA256}
+			fan.results <- peerResult{addr: addr, sha: sha, err: err}
 		}()
 	}
-	fan.quorum = voters/2 + 1
+	if len(addrs) == 0 {
+		cancel()
+	}
 	return fan, nil
 }
 
-// Write sends p to every peer still streaming; it never fails.
-func (f *BlobFanout) Write(p []byte) (int, error) {
-	for _, ps := range f.peers {
-		if ps.failed {
-			continue
-		}
-		if _, err := ps.pw.Write(p); err != nil {
-			ps.failed = true
-		}
+// streamBlob posts body to a member as a new blob and returns the SHA-256
+// the member computed.
+func (n *Node) streamBlob(ctx context.Context, c *http.Client, addr string, body io.ReadCloser, size int64) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/internal/blobs", body)
+	if err != nil {
+		body.Close()
+		return "", err
 	}
-	return len(p), nil
+	req.ContentLength = size
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	out, _ := readAllLimit(resp.Body, 64<<10)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, out)
+	}
+	var res struct {
+		SHA256 string `json:"sha256"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return "", err
+	}
+	return res.SHA256, nil
 }
 
-// Finish ends the streams (aborting them unless ok) and reports whether a
-// quorum of voters, this node included, holds the blob sha.
+// Finish waits, once the upload has been committed (ok) or aborted, until a
+// quorum of voters, this node included, holds the blob sha, or until that
+// can no longer happen, and reports which. Streams still running go on in
+// the background; after an abort they are all stopped.
 func (f *BlobFanout) Finish(sha string, ok bool) bool {
-	for _, ps := range f.peers {
-		if ok {
-			ps.pw.Close()
-		} else {
-			ps.pw.CloseWithError(errors.New("upload aborted"))
-		}
+	if !ok {
+		f.cancel()
+		return false
 	}
-	have := 1
-	for _, ps := range f.peers {
-		res := <-ps.done
-		if ok && res.err == nil && res.sha == sha {
+	have, pending := 1, f.peers
+	for have < f.quorum && have+pending >= f.quorum {
+		res := <-f.results
+		pending--
+		if res.err == nil && res.sha == sha {
 			have++
 		}
 	}
-	return ok && have >= f.quorum
+	if pending == 0 {
+		f.cancel()
+	} else {
+		go func() {
+			for range pending {
+				<-f.results
+			}
+			f.cancel()
+		}()
+	}
+	return have >= f.quorum
 }

@@ -126,48 +126,15 @@ func (s *Store) PutBlob(r io.Reader, want string, limit int64) (string, int64, e
 			return want, n, nil
 		}
 	}
-	tmpDir := filepath.Join(s.blobDir(), "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return "", 0, err
-	}
-	f, err := os.CreateTemp(tmpDir, "upload-*")
+	u, err := s.NewUpload(0)
 	if err != nil {
 		return "", 0, err
 	}
-	tmp := f.Name()
-	fail := func(err error) (string, int64, error) {
-		f.Close()
-		os.Remove(tmp)
-		return "", 0, err
+	if _, err := io.Copy(u, limited(r, limit)); err != nil {
+		u.Abort(err)
+		return "", 0, fmt.Errorf("reading blob: %w", err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), limited(r, limit))
-	if err != nil {
-		return fail(fmt.Errorf("reading blob: %w", err))
-	}
-	sha := hex.EncodeToString(h.Sum(nil))
-	if want != "" && sha != want {
-		return fail(fmt.Errorf("%w: got %s, want %s", ErrDigest, sha, want))
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	dst := s.BlobPath(sha)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		os.Remove(tmp)
-		return "", 0, err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return "", 0, err
-	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return "", 0, err
-	}
-	return sha, n, nil
+	return u.Commit(want)
 }
 
 // ErrTooLarge means a blob was larger than the limit it was read with.

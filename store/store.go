@@ -73,6 +73,9 @@ type Store struct {
 	mu sync.RWMutex // guards db against Restore swapping it
 	db *bolt.DB
 
+	bmu      sync.Mutex
+	resuming map[string]bool // blobs a resumable copy is under way for
+
 	jmu      sync.Mutex
 	jobsWake chan struct{} // closed and replaced on every job log append
 

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func shaOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestUploadReaders: readers follow an upload as it grows, end with EOF
+// once it is committed and fail once it is aborted; nothing is left of an
+// aborted upload.
+func TestUploadReaders(t *testing.T) {
+	s := testStore(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	u, err := s.NewUpload(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, _ := u.NewReader()
+	r2, _ := u.NewReader()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(r1)
+		got <- b
+	}()
+	// r2 reads the first part while the rest is still to come.
+	if _, err := u.Write(data[:1000]); err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 1000)
+	if _, err := io.ReadFull(r2, first); err != nil || !bytes.Equal(first, data[:1000]) {
+		t.Fatalf("reading while the upload grows: %v", err)
+	}
+	if _, err := u.Write(data[1000:]); err != nil {
+		t.Fatal(err)
+	}
+	sha, n, err := u.Commit(shaOf(data))
+	if err != nil || n != int64(len(data)) || sha != shaOf(data) {
+		t.Fatalf("commit: %s %d %v", sha, n, err)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, data) {
+			t.Fatalf("reader got %d bytes", len(b))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader never ended")
+	}
+	rest, err := io.ReadAll(r2)
+	if err != nil || !bytes.Equal(rest, data[1000:]) {
+		t.Fatalf("second reader: %d bytes, %v", len(rest), err)
+	}
+	r1.Close()
+	r2.Close()
+	if !s.HasBlob(sha) {
+		t.Fatal("committed blob missing")
+	}
+
+	// Aborted: a waiting reader fails with the cause; no file is left.
+	u, _ = s.NewUpload(0)
+	r, _ := u.NewReader()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(r)
+		errc <- err
+	}()
+	_, _ = u.Write([]byte("partial"))
+	cause := errors.New("client went away")
+	u.Abort(cause)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, cause) {
+			t.Fatalf("reader of an aborted upload: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reader of an aborted upload never returned")
+	}
+	r.Close()
+	if left, _ := os.ReadDir(filepath.Join(s.blobDir(), "tmp")); len(left) != 0 {
+		t.Fatalf("aborted upload left %d files", len(left))
+	}
+	// A reader closed while it waits returns at once.
+	u, _ = s.NewUpload(0)
+	r, _ = u.NewReader()
+	go func() {
+		_, err := r.Read(make([]byte, 10))
+		errc <- err
+	}()
+	time.AfterFunc(50*time.Millisecond, func() { r.Close() })
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("read on a closed reader succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("closing a waiting reader did not wake it")
+	}
+	u.Abort(nil)
+	// The limit.
+	u, _ = s.NewUpload(10)
+	if _, err := u.Write(make([]byte, 11)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("write past the limit: %v", err)
+	}
+	u.Abort(nil)
+}
+
+// TestResumeBlob: an interrupted copy keeps its bytes and the next try goes
+// on from there; a kept prefix that does not match fails the digest and is
+// removed; one copy of a blob at a time.
+func TestResumeBlob(t *testing.T) {
+	s := testStore(t)
+	data := bytes.Repeat([]byte("raftvip resumes "), 1<<15)
+	sha := shaOf(data)
+	u, err := s.ResumeBlob(sha)
+	if err != nil || u.Offset() != 0 {
+		t.Fatalf("first try: %v offset %d", err, u.Offset())
+	}
+	if _, err := s.ResumeBlob(sha); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second copy of the same blob at once: %v", err)
+	}
+	_, _ = u.Write(data[:300000])
+	u.Abort(errors.New("connection reset"))
+	if s.HasBlob(sha) {
+		t.Fatal("an interrupted copy is visible")
+	}
+	if u, err = s.ResumeBlob(sha); err != nil {
+		t.Fatal(err)
+	}
+	if u.Offset() != 300000 {
+		t.Fatalf("resumed at %d, want 300000", u.Offset())
+	}
+	_, _ = u.Write(data[300000:])
+	if got, n, err := u.Commit(sha); err != nil || got != sha || n != int64(len(data)) {
+		t.Fatalf("resumed copy: %s %d %v", got, n, err)
+	}
+	if !s.HasBlob(sha) {
+		t.Fatal("resumed blob missing")
+	}
+
+	// A kept prefix of something else: the digest fails, nothing is kept.
+	other := bytes.Repeat([]byte("x"), 1000)
+	osha := shaOf(other)
+	if u, err = s.ResumeBlob(osha); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = u.Write([]byte("not a prefix"))
+	u.Abort(nil)
+	if u, err = s.ResumeBlob(osha); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = u.Write(other[u.Offset():])
+	if _, _, err := u.Commit(osha); !errors.Is(err, ErrDigest) {
+		t.Fatalf("a corrupt kept prefix: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.blobDir(), "tmp", "partial-"+osha)); !os.IsNotExist(err) {
+		t.Fatalf("corrupt partial copy kept: %v", err)
+	}
+}
