@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"net/http"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -336,14 +340,24 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 
 // BlobFanout streams an upload to the other voters while this node stores
 // it, so that a file is copied to a quorum in one pass instead of two. Each
-// peer reads the upload's file as it grows, at its own pace: a slow peer
-// does not hold the upload back, and its copy goes on after the quorum has
-// answered. A peer whose stream fails is dropped; it fetches the blob later.
+// peer reads the upload's file as it grows, at its own pace.
+//
+// Only as many peers as a quorum needs are streamed to while the upload
+// runs (those whose last streams were fastest); the others start when the
+// upload is committed, or at once if a running stream fails or falls
+// fileLagStart behind. Like a Raft entry, the upload is answered once a
+// quorum holds it; the remaining copies go on in the background. This keeps
+// the active node's outgoing traffic during an upload to what a quorum
+// needs (one stream in a three-node cluster, not two), and on nodes that
+// share disks or links the quorum's copies are not slowed by the others.
 type BlobFanout struct {
 	quorum  int
 	results chan peerResult
 	peers   int
 	cancel  context.CancelFunc
+
+	mu      sync.Mutex
+	waiting []chan struct{} // start signals of the peers not yet streamed to, best first
 }
 
 type peerResult struct {
@@ -352,9 +366,14 @@ type peerResult struct {
 	err  error
 }
 
-// FanoutBlob starts a stream of u to every other voter. size is the blob's
-// size if known (or -1). The streams outlive the caller's request (they
-// end with the copy, blobCopyTimeout, Finish(_, false) or the node's stop).
+// fileLagStart: a running peer stream this far behind the upload has a
+// deferred peer start at once.
+const fileLagStart = 256 << 20
+
+// FanoutBlob prepares a stream of u to every other voter. size is the
+// blob's size if known (or -1). The streams outlive the caller's request
+// (they end with the copy, blobCopyTimeout, Finish(_, false) or the node's
+// stop).
 func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 	r := n.r()
 	if r == nil {
@@ -379,6 +398,13 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 			addrs = append(addrs, string(s.Address))
 		}
 	}
+	// Fastest last time first; never measured: in random order.
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	n.rateMu.Lock()
+	rates := maps.Clone(n.blobRates)
+	n.rateMu.Unlock()
+	sort.SliceStable(addrs, func(i, j int) bool { return rates[addrs[i]] > rates[addrs[j]] })
+
 	ctx, cancel := context.WithTimeout(context.Background(), blobCopyTimeout)
 	go func() {
 		select {
@@ -388,24 +414,93 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 		}
 	}()
 	fan := &BlobFanout{quorum: voters/2 + 1, results: make(chan peerResult, len(addrs)), peers: len(addrs), cancel: cancel}
-	for _, addr := range addrs {
-		body, err := u.NewReader()
-		if err != nil {
+	readers := make([]*store.UploadReader, len(addrs))
+	for i := range addrs {
+		if readers[i], err = u.NewReader(); err != nil {
 			cancel()
+			for _, rd := range readers[:i] {
+				rd.Close()
+			}
 			return nil, err
 		}
+	}
+	var running []*store.UploadReader
+	for i, addr := range addrs {
+		body := readers[i]
+		start := make(chan struct{})
+		if i < fan.quorum-1 {
+			close(start)
+			running = append(running, body)
+		} else {
+			fan.waiting = append(fan.waiting, start)
+		}
 		go func() {
+			select {
+			case <-start:
+			case <-ctx.Done():
+				body.Close()
+				fan.results <- peerResult{addr: addr, err: ctx.Err()}
+				return
+			}
+			t0 := time.Now()
 			sha, err := n.streamBlob(ctx, c, addr, body, size)
 			if err != nil {
 				err = fmt.Errorf("copying an upload to %s: %w", addr, err)
+				fan.startNext(1)
+			} else if d := time.Since(t0); body.Offset() > 0 && d > 0 {
+				n.rateMu.Lock()
+				if n.blobRates == nil {
+					n.blobRates = map[string]float64{}
+				}
+				n.blobRates[addr] = float64(body.Offset()) / d.Seconds()
+				n.rateMu.Unlock()
 			}
 			fan.results <- peerResult{addr: addr, sha: sha, err: err}
 		}()
 	}
 	if len(addrs) == 0 {
 		cancel()
+	} else if len(fan.waiting) > 0 {
+		go fan.watchLag(ctx, u, running)
 	}
 	return fan, nil
+}
+
+// startNext starts up to k of the peers not yet streamed to.
+func (f *BlobFanout) startNext(k int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ; k > 0 && len(f.waiting) > 0; k-- {
+		close(f.waiting[0])
+		f.waiting = f.waiting[1:]
+	}
+}
+
+// watchLag starts a deferred peer for each running stream that falls
+// fileLagStart behind the upload.
+func (f *BlobFanout) watchLag(ctx context.Context, u *store.Upload, running []*store.UploadReader) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	lagged := make([]bool, len(running))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for i, rd := range running {
+			if !lagged[i] && u.Offset()-rd.Offset() > fileLagStart {
+				lagged[i] = true
+				f.startNext(1)
+			}
+		}
+		f.mu.Lock()
+		left := len(f.waiting)
+		f.mu.Unlock()
+		if left == 0 {
+			return
+		}
+	}
 }
 
 // streamBlob posts body to a member as a new blob and returns the SHA-256
@@ -435,15 +530,17 @@ func (n *Node) streamBlob(ctx context.Context, c *http.Client, addr string, body
 	return res.SHA256, nil
 }
 
-// Finish waits, once the upload has been committed (ok) or aborted, until a
+// Finish is called once the upload has been committed (ok) or aborted.
+// After a commit it starts the peers not yet streamed to and waits until a
 // quorum of voters, this node included, holds the blob sha, or until that
-// can no longer happen, and reports which. Streams still running go on in
-// the background; after an abort they are all stopped.
+// can no longer happen, and reports which; streams still running go on in
+// the background. After an abort it stops every stream.
 func (f *BlobFanout) Finish(sha string, ok bool) bool {
 	if !ok {
 		f.cancel()
 		return false
 	}
+	f.startNext(f.peers)
 	have, pending := 1, f.peers
 	for have < f.quorum && have+pending >= f.quorum {
 		res := <-f.results

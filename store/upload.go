@@ -10,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // Upload is a blob being written. Its bytes go to a temporary file, are
-// hashed on the way and handed to the kernel's writeback as they arrive (so
-// that the final fsync finds little left to write and dirty pages stay
-// bounded); readers made with NewReader follow the file as it grows, each
+// hashed on the way and synced in the background as they arrive (see
+// syncEvery); readers made with NewReader follow the file as it grows, each
 // at its own pace, which lets an upload be streamed to other nodes without
 // the slowest of them holding it back and without holding data in memory.
 // Commit verifies, syncs and names the blob; Abort discards it.
@@ -27,7 +27,8 @@ type Upload struct {
 	limit   int64 // <= 0: none
 	keep    bool  // a resumable partial copy: kept on Abort unless corrupt
 	onDone  func()
-	flushed int64 // bytes handed to writeback
+	synced  int64       // bytes a background sync was started for
+	syncing atomic.Bool // a background sync is running
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -36,12 +37,12 @@ type Upload struct {
 	err  error // why it was aborted
 }
 
-// Writeback: every writebackChunk bytes the kernel is asked to start
-// writing them, and the chunk writebackLag bytes back is waited for.
-const (
-	writebackChunk = 8 << 20
-	writebackLag   = 64 << 20
-)
+// syncEvery: every this many bytes an upload's file is synced in the
+// background while more arrives, so that the disk works while the upload
+// streams in, the final sync finds at most this much (and what arrived
+// meanwhile) left to write, and a large upload never holds gigabytes of
+// dirty pages.
+const syncEvery = 128 << 20
 
 // NewUpload starts a blob of at most limit bytes (limit <= 0: no limit).
 func (s *Store) NewUpload(limit int64) (*Upload, error) {
@@ -103,7 +104,7 @@ func (s *Store) ResumeBlob(sha string) (*Upload, error) {
 		release()
 		return nil, err
 	}
-	u.n, u.flushed = n, n
+	u.n, u.synced = n, n
 	u.onDone = release
 	return u, nil
 }
@@ -128,13 +129,12 @@ func (u *Upload) Write(p []byte) (int, error) {
 	}
 	k, err := u.f.Write(p)
 	u.h.Write(p[:k])
-	if n+int64(k)-u.flushed >= writebackChunk {
-		var waitOff, waitN int64
-		if u.flushed >= writebackLag {
-			waitOff, waitN = u.flushed-writebackLag, writebackChunk
-		}
-		writeback(u.f, u.flushed, n+int64(k)-u.flushed, waitOff, waitN)
-		u.flushed = n + int64(k)
+	if end := n + int64(k); end-u.synced >= syncEvery && u.syncing.CompareAndSwap(false, true) {
+		u.synced = end
+		go func() {
+			_ = u.f.Sync() // advice: the sync in Commit is the one that counts
+			u.syncing.Store(false)
+		}()
 	}
 	u.mu.Lock()
 	u.n += int64(k)
@@ -142,6 +142,37 @@ func (u *Upload) Write(p []byte) (int, error) {
 	u.cond.Broadcast()
 	return k, err
 }
+
+// ReadFrom appends what r yields, in writes of up to uploadBuffer bytes.
+func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
+	bp := uploadBuffers.Get().(*[]byte)
+	defer uploadBuffers.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		k, rerr := io.ReadFull(r, buf)
+		if k > 0 {
+			w, err := u.Write(buf[:k])
+			total += int64(w)
+			if err != nil {
+				return total, err
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return total, nil
+		default:
+			return total, rerr
+		}
+	}
+}
+
+// uploadBuffer is the size of the writes ReadFrom makes: large writes cost
+// the kernel less per byte than io.Copy's 32 KiB.
+const uploadBuffer = 1 << 20
+
+var uploadBuffers = sync.Pool{New: func() any { b := make([]byte, uploadBuffer); return &b }}
 
 // Commit ends the upload: the bytes must hash to want, if it is not empty
 // (ErrDigest otherwise). The blob is synced and appears under its name; the
@@ -219,7 +250,7 @@ func (u *Upload) finish(err error) {
 // waits for more while the upload goes on, ends with io.EOF once it is
 // committed and read whole, and fails with the upload's error if it is
 // aborted. Call it before Commit or Abort; Close it when done.
-func (u *Upload) NewReader() (io.ReadCloser, error) {
+func (u *Upload) NewReader() (*UploadReader, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done {
@@ -229,20 +260,26 @@ func (u *Upload) NewReader() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tailReader{u: u, f: f}, nil
+	return &UploadReader{u: u, f: f}, nil
 }
 
-type tailReader struct {
+// UploadReader reads an upload while it grows (see NewReader).
+type UploadReader struct {
 	u      *Upload
 	f      *os.File
-	off    int64
+	off    atomic.Int64
 	closed bool // under u.mu
 }
 
-func (r *tailReader) Read(p []byte) (int, error) {
+// Offset is how many bytes have been read.
+func (r *UploadReader) Offset() int64 { return r.off.Load() }
+
+// Read reads what the upload holds past what was read, waiting for more.
+func (r *UploadReader) Read(p []byte) (int, error) {
 	u := r.u
 	u.mu.Lock()
-	for r.off >= u.n && !u.done && !r.closed {
+	off := r.off.Load()
+	for off >= u.n && !u.done && !r.closed {
 		u.cond.Wait()
 	}
 	n, err, closed := u.n, u.err, r.closed
@@ -252,21 +289,22 @@ func (r *tailReader) Read(p []byte) (int, error) {
 		return 0, os.ErrClosed
 	case err != nil:
 		return 0, err
-	case r.off >= n:
+	case off >= n:
 		return 0, io.EOF
 	}
-	if int64(len(p)) > n-r.off {
-		p = p[:n-r.off]
+	if int64(len(p)) > n-off {
+		p = p[:n-off]
 	}
-	k, err := r.f.ReadAt(p, r.off)
-	r.off += int64(k)
+	k, err := r.f.ReadAt(p, off)
+	r.off.Add(int64(k))
 	if err == io.EOF && k > 0 {
 		err = nil
 	}
 	return k, err
 }
 
-func (r *tailReader) Close() error {
+// Close ends the reader; a Read waiting for data returns at once.
+func (r *UploadReader) Close() error {
 	r.u.mu.Lock()
 	if r.closed {
 		r.u.mu.Unlock()
