@@ -255,3 +255,102 @@ func TestFileUploadInterruptedByFailover(t *testing.T) {
 		t.Fatalf("after retry: %d, %d bytes", st, len(got))
 	}
 }
+
+// tmpUploads is how many bytes node n holds in uploads under way.
+func tmpUploads(n *tnode) int64 {
+	var total int64
+	entries, _ := os.ReadDir(filepath.Join(n.dir, "store", "blobs", "tmp"))
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "upload-") {
+			total += info.Size()
+		}
+	}
+	return total
+}
+
+// TestFileUploadFollowerDies: during an upload only the one follower a
+// quorum needs receives it; when that follower dies in the middle, the
+// other one gets the upload from the start, the upload succeeds, and both
+// survivors hold it.
+func TestFileUploadFollowerDies(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	data := genData(8<<20, 3)
+	pr, pw := io.Pipe()
+	type answer struct {
+		st   int
+		body []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", act.url+"/api/v1/files/files/f.bin", pr)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- answer{st: resp.StatusCode, body: b}
+	}()
+	if _, err := pw.Write(data[:4<<20]); err != nil {
+		t.Fatal(err)
+	}
+	// Find the follower that receives it; the other must receive nothing.
+	var sync, other *tnode
+	deadline := time.Now().Add(10 * time.Second)
+	for sync == nil {
+		for _, n := range c.nodes {
+			if n != act && tmpUploads(n) >= 4<<20 {
+				sync = n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no follower received the first 4 MiB")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, n := range c.nodes {
+		if n != act && n != sync {
+			other = n
+		}
+	}
+	if got := tmpUploads(other); got != 0 {
+		t.Fatalf("the follower a quorum does not need received %d bytes during the upload", got)
+	}
+	sync.stop()
+	if _, err := pw.Write(data[4<<20:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	a := <-done
+	if a.err != nil || a.st != 200 {
+		t.Fatalf("upload with the receiving follower dead: %d %s %v", a.st, a.body, a.err)
+	}
+	sha := shaOf(data)
+	for _, n := range []*tnode{act, other} {
+		if !n.node.Store().HasBlob(sha) {
+			t.Fatalf("%s does not hold the upload", n.id)
+		}
+	}
+	// Its own copy, once it has applied the record.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		st, got, _ := c.raw(other, "GET", "/api/v1/files/files/f.bin?stale", nil)
+		if st == 200 && bytes.Equal(got, data) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the surviving follower's copy: %d, %d bytes", st, len(got))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func shaOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

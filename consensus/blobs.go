@@ -366,9 +366,14 @@ type peerResult struct {
 	err  error
 }
 
-// fileLagStart: a running peer stream this far behind the upload has a
-// deferred peer start at once.
-const fileLagStart = 256 << 20
+// A running peer stream that is stuck (no progress for fileStuckAfter) or
+// far behind (more than fileLagStart and more than half of the upload so
+// far: a peer that shares a machine's cores keeps up at two thirds or so)
+// has a deferred peer start at once.
+const (
+	fileLagStart   = 256 << 20
+	fileStuckAfter = 5 * time.Second
+)
 
 // FanoutBlob prepares a stream of u to every other voter. size is the
 // blob's size if known (or -1). The streams outlive the caller's request
@@ -476,21 +481,36 @@ func (f *BlobFanout) startNext(k int) {
 	}
 }
 
-// watchLag starts a deferred peer for each running stream that falls
-// fileLagStart behind the upload.
+// watchLag starts a deferred peer for each running stream that gets stuck
+// or falls far behind the upload.
 func (f *BlobFanout) watchLag(ctx context.Context, u *store.Upload, running []*store.UploadReader) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	lagged := make([]bool, len(running))
+	type seen struct {
+		off    int64
+		at     time.Time
+		lagged bool
+	}
+	st := make([]seen, len(running))
+	for i := range st {
+		st[i].at = time.Now()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		now, total := time.Now(), u.Offset()
 		for i, rd := range running {
-			if !lagged[i] && u.Offset()-rd.Offset() > fileLagStart {
-				lagged[i] = true
+			off := rd.Offset()
+			if off != st[i].off {
+				st[i].off, st[i].at = off, now
+			}
+			behind := total - off
+			stuck := off < total && now.Sub(st[i].at) > fileStuckAfter
+			if !st[i].lagged && (stuck || (behind > fileLagStart && behind > total/2)) {
+				st[i].lagged = true
 				f.startNext(1)
 			}
 		}

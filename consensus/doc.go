@@ -26,5 +26,14 @@
 // (issue #695), and every node keeps a chained hash of its applied state so
 // that divergence shows in ClusterStatus.
 //
+// Files' contents (blobs, by SHA-256) do not go through the Raft log. An
+// upload is stored on the active node while as many other voters as a quorum
+// needs read it from the active node's file as it grows (FanoutBlob); the
+// small file record is committed once a quorum holds the verified blob, and
+// the other voters get their copies right after. A node that lacks committed
+// blobs fetches them in the background, resuming interrupted copies with an
+// HTTP range, and a new leader fetches what it lacks before it may become
+// active.
+//
 // Errors from hashicorp/raft are translated to this package's sentinels.
 package consensus

@@ -40,6 +40,10 @@ type NodeStatus struct {
 	// FilesMissing is how many committed files' contents this node does
 	// not hold yet (its file lag); reported by FullStatus only.
 	FilesMissing int `json:"files_missing"`
+	// FilesMissingBytes is their size, and FilesFetchedBytes how much of it
+	// copies under way already hold (the fetch's progress).
+	FilesMissingBytes int64 `json:"files_missing_bytes"`
+	FilesFetchedBytes int64 `json:"files_fetched_bytes"`
 	// Announcer is what this node's announcer reports (BGP sessions, what
 	// it announces), when the agent set one with SetStatusExtra.
 	Announcer any `json:"announcer,omitempty"`
@@ -91,8 +95,8 @@ func (n *Node) Status() NodeStatus {
 // costs more than Status: use Status for health checks.
 func (n *Node) FullStatus() NodeStatus {
 	st := n.Status()
-	if missing, err := n.store.MissingBlobs(100000); err == nil {
-		st.FilesMissing = len(missing)
+	if lag, err := n.store.FileLag(); err == nil {
+		st.FilesMissing, st.FilesMissingBytes, st.FilesFetchedBytes = lag.Files, lag.Bytes, lag.Fetched
 	}
 	n.mu.Lock()
 	extra := n.statusExtra
@@ -234,7 +238,8 @@ func (n *Node) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 				ms.Lag = leaderCommit - st.AppliedIndex
 			}
 			if st.FilesMissing > 0 {
-				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lacks the contents of %d committed files (fetching them)", s.ID, st.FilesMissing))
+				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lacks the contents of %d committed files, %d bytes (fetching them: %d bytes so far)",
+					s.ID, st.FilesMissing, st.FilesMissingBytes, st.FilesFetchedBytes))
 			}
 			if ms.Lag > 1000 {
 				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lags %d entries behind the leader", s.ID, ms.Lag))

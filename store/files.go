@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -143,4 +145,37 @@ func (s *Store) MissingBlobs(limit int) ([]string, error) {
 		})
 	})
 	return out, err
+}
+
+// FileLag is how far this node's file contents are behind the committed
+// file records.
+type FileLag struct {
+	Files   int   // committed files' contents (distinct blobs) not here
+	Bytes   int64 // their size
+	Fetched int64 // of which copies under way hold this much
+}
+
+// FileLag measures this node's file lag.
+func (s *Store) FileLag() (FileLag, error) {
+	var lag FileLag
+	seen := map[string]bool{}
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
+			var f File
+			if err := json.Unmarshal(v, &f); err != nil {
+				return err
+			}
+			if seen[f.SHA256] || s.HasBlob(f.SHA256) {
+				return nil
+			}
+			seen[f.SHA256] = true
+			lag.Files++
+			lag.Bytes += f.Size
+			if st, err := os.Stat(filepath.Join(s.blobDir(), "tmp", "partial-"+f.SHA256)); err == nil {
+				lag.Fetched += min(st.Size(), f.Size)
+			}
+			return nil
+		})
+	})
+	return lag, err
 }

@@ -118,6 +118,13 @@ func (u *Upload) Offset() int64 {
 
 // Write appends p. Past the limit it fails with ErrTooLarge.
 func (u *Upload) Write(p []byte) (int, error) {
+	k, err := u.write(p)
+	u.h.Write(p[:k])
+	return k, err
+}
+
+// write appends p to the file without hashing it.
+func (u *Upload) write(p []byte) (int, error) {
 	u.mu.Lock()
 	n, done := u.n, u.done
 	u.mu.Unlock()
@@ -128,7 +135,6 @@ func (u *Upload) Write(p []byte) (int, error) {
 		return 0, ErrTooLarge
 	}
 	k, err := u.f.Write(p)
-	u.h.Write(p[:k])
 	if end := n + int64(k); end-u.synced >= syncEvery && u.syncing.CompareAndSwap(false, true) {
 		u.synced = end
 		go func() {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -165,5 +166,43 @@ func TestResumeBlob(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.blobDir(), "tmp", "partial-"+osha)); !os.IsNotExist(err) {
 		t.Fatalf("corrupt partial copy kept: %v", err)
+	}
+}
+
+// TestFileLag: committed files whose contents are not here count, once per
+// blob, with their size; a copy under way counts as fetched.
+func TestFileLag(t *testing.T) {
+	s := testStore(t)
+	data := bytes.Repeat([]byte("lag "), 1000)
+	sha := shaOf(data)
+	other := strings.Repeat("cd", 32)
+	for i, f := range []FileRef{
+		{Namespace: "isos", Path: "a.iso", SHA256: sha, Size: int64(len(data))},
+		{Namespace: "isos", Path: "same-contents.iso", SHA256: sha, Size: int64(len(data))},
+		{Namespace: "files", Path: "b", SHA256: other, Size: 500},
+	} {
+		cmd := Command{Op: OpFilePut, File: &f, Time: 1}
+		if res := s.ApplyBatch([]Entry{{Index: uint64(i + 1), Term: 1, Data: enc(t, cmd)}})[0]; res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	lag, err := s.FileLag()
+	if err != nil || lag != (FileLag{Files: 2, Bytes: int64(len(data)) + 500}) {
+		t.Fatalf("nothing here: %+v %v", lag, err)
+	}
+	u, err := s.ResumeBlob(sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = u.Write(data[:1200])
+	u.Abort(nil)
+	if lag, _ = s.FileLag(); lag.Fetched != 1200 || lag.Files != 2 {
+		t.Fatalf("a copy under way: %+v", lag)
+	}
+	if _, _, err := s.PutBlob(bytes.NewReader(data), sha, 0); err != nil {
+		t.Fatal(err)
+	}
+	if lag, _ = s.FileLag(); lag != (FileLag{Files: 1, Bytes: 500}) {
+		t.Fatalf("one blob here: %+v", lag)
 	}
 }

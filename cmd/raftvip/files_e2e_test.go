@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,12 +11,16 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftvip/raftvip/consensus"
 )
 
 var (
@@ -90,6 +95,11 @@ func genFile(t *testing.T, path string, size int64, seed uint64) string {
 		h.Write(buf[:n])
 		left -= n
 	}
+	// On disk before anything is timed: its writeback would otherwise
+	// compete with what is.
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -109,6 +119,31 @@ func hashFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// cpuTime is the CPU time (user + system) a process has used so far.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / 100 // USER_HZ
+}
+
+// clusterCPU is the CPU time used so far by the agents and this process.
+func clusterCPU(agents []*agent) time.Duration {
+	d := cpuTime(os.Getpid())
+	for _, a := range agents {
+		d += cpuTime(a.cmd.Process.Pid)
+	}
+	return d
 }
 
 // peakRSS is a process's peak resident set size (VmHWM), in bytes.
@@ -132,14 +167,27 @@ func peakRSS(pid int) int64 {
 // -file-report it also reports the disk's own rate, the upload rate, each
 // node's peak RSS and the snapshot time with and without the files.
 func TestFileReplication(t *testing.T) {
+	var quiet []float64
+	if *fileReport {
+		// The disk's rate before anything else runs, three times.
+		for range 3 {
+			quiet = append(quiet, diskRate(t, t.TempDir()))
+		}
+		slices.Sort(quiet)
+		t.Logf("the disk's own rate before the cluster starts: %.1f MiB/s (median of 3; min %.1f, max %.1f)", quiet[1], quiet[0], quiet[2])
+	}
 	agents := cliCluster(t, 3, "r")
+	if *fileReport {
+		t.Logf("the disk's own rate with the cluster idle: %.1f MiB/s", diskRate(t, t.TempDir()))
+	}
 	ep := agents[0].endpoint(agents[0])
 	// Put something in the log so that there is something to snapshot.
 	run(t, append([]string{"objects", "put", "k", "a", `{"v":1}`}, ep...)...)
 	snapNone := snapshotVia(t, agents[0])
 	dir := t.TempDir()
 	var shas []string
-	var rates []float64 // MiB/s of each timed upload
+	var rates []float64  // MiB/s of each timed upload
+	var ratios []float64 // each timed upload's rate / the disk's own rate just before it
 	for i := 0; i < *fileCount; i++ {
 		src := filepath.Join(dir, fmt.Sprintf("f%d.bin", i))
 		sha := genFile(t, src, *fileSize, uint64(i+1))
@@ -153,9 +201,23 @@ func TestFileReplication(t *testing.T) {
 				t.Fatalf("upload %d: %s %s", i, out, errOut)
 			}
 		} else {
-			t0 := time.Now()
+			var disk float64
+			if *fileReport {
+				disk = diskRate(t, dir)
+			}
+			cpu0, t0 := clusterCPU(agents), time.Now()
 			putFile(t, agents[0], tokenOf(t, agents[0]), src, fmt.Sprintf("set/f%d.bin", i), sha)
-			rates = append(rates, float64(*fileSize)/(1<<20)/time.Since(t0).Seconds())
+			wall := time.Since(t0)
+			rates = append(rates, float64(*fileSize)/(1<<20)/wall.Seconds())
+			if *fileReport {
+				cpu := clusterCPU(agents) - cpu0
+				t.Logf("file %d: CPU used by the nodes and the client during the upload: %.1f s in %.1f s (%.0f%% of %d cores)",
+					i, cpu.Seconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU())
+			}
+			if disk > 0 {
+				ratios = append(ratios, rates[len(rates)-1]/disk)
+				t.Logf("file %d: the disk's own rate just before: %.1f MiB/s", i, disk)
+			}
 		}
 		holders := 0
 		for _, a := range agents {
@@ -192,14 +254,28 @@ func TestFileReplication(t *testing.T) {
 	startAgent(t, late)
 	t.Cleanup(late.kill)
 	enroll(t, agents[0], late)
+	// While it fetches, ha status shows its file lag and the progress.
+	var seen []string
 	for _, sha := range shas {
 		deadline := time.Now().Add(120 * time.Second)
 		for hashFile(t, late.blobPath(sha)) != sha {
 			if time.Now().After(deadline) {
 				t.Fatalf("the late node never got %s", sha)
 			}
+			out, _, _ := run(t, append([]string{"ha", "status"}, ep...)...)
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "r4 ") && strings.Contains(l, "fetched)") {
+					lag := strings.SplitN(strings.SplitN(l, "(", 2)[1], ")", 2)[0]
+					if len(seen) == 0 || seen[len(seen)-1] != lag {
+						seen = append(seen, lag)
+					}
+				}
+			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if len(seen) > 0 {
+		t.Logf("the 4th node's file lag in ha status while it fetched: %s", strings.Join(seen, " | "))
 	}
 	// ha status shows no file lag on any node.
 	deadline := time.Now().Add(20 * time.Second)
@@ -219,6 +295,12 @@ func TestFileReplication(t *testing.T) {
 		slices.Sort(rates)
 		rate = fmt.Sprintf("%.1f MiB/s (median of %d; min %.1f, max %.1f)", rates[len(rates)/2], len(rates), rates[0], rates[len(rates)-1])
 	}
+	if len(ratios) > 0 {
+		t.Logf("upload rate / the disk's own rate before the cluster started: median %.0f%%", 100*rates[len(rates)/2]/quiet[1])
+		slices.Sort(ratios)
+		t.Logf("upload rate / the disk's own rate measured just before each upload: median %.0f%% (min %.0f%%, max %.0f%%; goal 40%%)",
+			100*ratios[len(ratios)/2], 100*ratios[0], 100*ratios[len(ratios)-1])
+	}
 	t.Logf("%d files of %d MiB: upload %s into three nodes; peak RSS %s; the 4th node fetched all %d",
 		*fileCount, *fileSize>>20, rate, strings.Join(rss, ", "), len(shas))
 	if *fileReport {
@@ -226,6 +308,19 @@ func TestFileReplication(t *testing.T) {
 		snapFiles := snapshotVia(t, agents[0])
 		t.Logf("snapshot: %v with no files, %v with %d MiB of files (ratio %.2f)", snapNone, snapFiles, total>>20, snapFiles.Seconds()/snapNone.Seconds())
 	}
+}
+
+// diskRate is the disk's own sequential write rate in MiB/s: dd writing
+// 1 GiB with fdatasync at the end, in dir.
+func diskRate(t *testing.T, dir string) float64 {
+	t.Helper()
+	out := filepath.Join(dir, "dd")
+	defer os.Remove(out)
+	t0 := time.Now()
+	if b, err := exec.Command("dd", "if=/dev/zero", "of="+out, "bs=1M", "count=1024", "conv=fdatasync").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v %s", err, b)
+	}
+	return 1024 / time.Since(t0).Seconds()
 }
 
 func snapshotVia(t *testing.T, a *agent) time.Duration {
@@ -345,5 +440,20 @@ func TestFileUploadKilled(t *testing.T) {
 	}
 	if hashFile(t, dst) != sha {
 		t.Fatal("the retried upload does not match")
+	}
+}
+
+func TestFileLagColumn(t *testing.T) {
+	for _, c := range []struct {
+		s    consensus.NodeStatus
+		want string
+	}{
+		{consensus.NodeStatus{}, "0"},
+		{consensus.NodeStatus{FilesMissing: 3, FilesMissingBytes: 2 << 30, FilesFetchedBytes: 1 << 29}, "3 (2.0 GiB, 25% fetched)"},
+		{consensus.NodeStatus{FilesMissing: 1}, "1 (0 B, 0% fetched)"},
+	} {
+		if got := fileLag(&c.s); got != c.want {
+			t.Errorf("fileLag(%+v) = %q, want %q", c.s, got, c.want)
+		}
 	}
 }

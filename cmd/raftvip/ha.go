@@ -327,6 +327,19 @@ func checkURL(s string) error {
 	return nil
 }
 
+// fileLag says how many files' contents a node lacks, their size and how
+// far their fetch has come: "0", or "3 (2.0 GiB, 41% fetched)".
+func fileLag(s *consensus.NodeStatus) string {
+	if s.FilesMissing == 0 {
+		return "0"
+	}
+	pct := 0.0
+	if s.FilesMissingBytes > 0 {
+		pct = 100 * float64(s.FilesFetchedBytes) / float64(s.FilesMissingBytes)
+	}
+	return fmt.Sprintf("%d (%s, %.0f%% fetched)", s.FilesMissing, human(s.FilesMissingBytes), pct)
+}
+
 // printStatus writes the cluster status as a table and its warnings in
 // plain words.
 func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
@@ -353,7 +366,7 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 		if hash == "" {
 			hash = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, s.FilesMissing, m.ConsensusAddr, hash)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, fileLag(s), m.ConsensusAddr, hash)
 	}
 	_ = tw.Flush()
 	for _, m := range cs.Members {
