@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -218,30 +217,14 @@ func TestFileUploadInterruptedByFailover(t *testing.T) {
 	c.boot(3)
 	act := c.active(5 * time.Second)
 	data := genData(8<<20, 2)
-	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequest("PUT", act.url+"/api/v1/files/files/big.bin", pr)
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		resp, err := httpClient.Do(req)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				err = fmt.Errorf("the interrupted upload succeeded: %s", b)
-			}
-		}
-		errc <- err
-	}()
+	pw, done := c.pipeUpload(act, "files/big.bin")
 	if _, err := pw.Write(data[:4<<20]); err != nil {
 		t.Fatal(err)
 	}
 	act.stop()
 	pw.CloseWithError(io.ErrUnexpectedEOF)
-	if err := <-errc; err == nil {
-		t.Fatal("the client got no error")
-	} else if strings.Contains(err.Error(), "succeeded") {
-		t.Fatal(err)
+	if a := <-done; a.err == nil && a.st == 200 {
+		t.Fatalf("the interrupted upload succeeded: %s", a.body)
 	}
 	neu := c.active(10 * time.Second)
 	if st, _ := c.do(neu, "GET", "/api/v1/files/files/big.bin", "", nil); st != 404 {
@@ -254,6 +237,33 @@ func TestFileUploadInterruptedByFailover(t *testing.T) {
 	if st != 200 || !bytes.Equal(got, data) {
 		t.Fatalf("after retry: %d, %d bytes", st, len(got))
 	}
+}
+
+// pipeAnswer is what an upload fed through a pipe got.
+type pipeAnswer struct {
+	st   int
+	body []byte
+	err  error
+}
+
+// pipeUpload starts an upload to node n whose body is written through the
+// returned pipe; the answer arrives on the channel.
+func (c *tcluster) pipeUpload(n *tnode, path string) (*io.PipeWriter, <-chan pipeAnswer) {
+	pr, pw := io.Pipe()
+	done := make(chan pipeAnswer, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", n.url+"/api/v1/files/"+path, pr)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			done <- pipeAnswer{err: err}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- pipeAnswer{st: resp.StatusCode, body: b}
+	}()
+	return pw, done
 }
 
 // tmpUploads is how many bytes node n holds in uploads under way.
@@ -277,25 +287,7 @@ func TestFileUploadFollowerDies(t *testing.T) {
 	c.boot(3)
 	act := c.active(5 * time.Second)
 	data := genData(8<<20, 3)
-	pr, pw := io.Pipe()
-	type answer struct {
-		st   int
-		body []byte
-		err  error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		req, _ := http.NewRequest("PUT", act.url+"/api/v1/files/files/f.bin", pr)
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			done <- answer{err: err}
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		done <- answer{st: resp.StatusCode, body: b}
-	}()
+	pw, done := c.pipeUpload(act, "files/f.bin")
 	if _, err := pw.Write(data[:4<<20]); err != nil {
 		t.Fatal(err)
 	}
