@@ -42,7 +42,7 @@ type Upload struct {
 // streams in, the final sync finds at most this much (and what arrived
 // meanwhile) left to write, and a large upload never holds gigabytes of
 // dirty pages.
-const syncEvery = 128 << 20
+const syncEvery = 32 << 20
 
 // NewUpload starts a blob of at most limit bytes (limit <= 0: no limit).
 func (s *Store) NewUpload(limit int64) (*Upload, error) {
