@@ -156,10 +156,12 @@ func TestFilesReplicatedWhole(t *testing.T) {
 	// result is verified.
 	ps := passive.node.Store()
 	partial := filepath.Join(passive.dir, "store", "blobs", "tmp", "partial-"+sha)
-	if err := os.Remove(ps.BlobPath(sha)); err != nil {
+	// (The partial copy first: once the blob is gone, the background sync
+	// may start fetching it at any moment.)
+	if err := os.WriteFile(partial, data[:5<<20], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(partial, data[:5<<20], 0o600); err != nil {
+	if err := os.Remove(ps.BlobPath(sha)); err != nil {
 		t.Fatal(err)
 	}
 	c.fetch(passive, sha)
@@ -167,10 +169,10 @@ func TestFilesReplicatedWhole(t *testing.T) {
 		t.Fatalf("resumed copy: %d bytes, %v", len(b), err)
 	}
 	// A partial copy longer than the blob is thrown away and fetched anew.
-	if err := os.Remove(ps.BlobPath(sha)); err != nil {
+	if err := os.WriteFile(partial, append(append([]byte{}, data...), "extra"...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(partial, append(append([]byte{}, data...), "extra"...), 0o600); err != nil {
+	if err := os.Remove(ps.BlobPath(sha)); err != nil {
 		t.Fatal(err)
 	}
 	c.fetch(passive, sha)
