@@ -343,7 +343,7 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 // peer reads the upload's file as it grows, at its own pace.
 //
 // Only as many peers as a quorum needs are streamed to while the upload
-// runs (those whose last streams were fastest); the others start when the
+// runs (those whose last copy succeeded, faster first); the others start when the
 // upload is committed, or at once if a running stream fails or falls
 // fileLagStart behind. Like a Raft entry, the upload is answered once a
 // quorum holds it; the remaining copies go on in the background. This keeps
@@ -403,14 +403,17 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 			addrs = append(addrs, string(s.Address))
 		}
 	}
-	// Fastest last time first; never measured: in random order.
+	// Peers whose last copy succeeded first, faster first; the others (never
+	// measured, or failed last time) after them in random order.
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 	n.rateMu.Lock()
 	rates := maps.Clone(n.blobRates)
 	n.rateMu.Unlock()
 	sort.SliceStable(addrs, func(i, j int) bool { return rates[addrs[i]] > rates[addrs[j]] })
 
-	ctx, cancel := context.WithTimeout(context.Background(), blobCopyTimeout)
+	// No deadline while the upload runs (it may be slow); Finish gives the
+	// copies that go on after it blobCopyTimeout.
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
 		case <-n.stop:
@@ -449,16 +452,20 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 			}
 			t0 := time.Now()
 			sha, err := n.streamBlob(ctx, c, addr, body, size)
+			n.rateMu.Lock()
 			if err != nil {
-				err = fmt.Errorf("copying an upload to %s: %w", addr, err)
-				fan.startNext(1)
+				// Last in line next time.
+				delete(n.blobRates, addr)
 			} else if d := time.Since(t0); body.Offset() > 0 && d > 0 {
-				n.rateMu.Lock()
 				if n.blobRates == nil {
 					n.blobRates = map[string]float64{}
 				}
 				n.blobRates[addr] = float64(body.Offset()) / d.Seconds()
-				n.rateMu.Unlock()
+			}
+			n.rateMu.Unlock()
+			if err != nil {
+				err = fmt.Errorf("copying an upload to %s: %w", addr, err)
+				fan.startNext(1)
 			}
 			fan.results <- peerResult{addr: addr, sha: sha, err: err}
 		}()
@@ -572,10 +579,12 @@ func (f *BlobFanout) Finish(sha string, ok bool) bool {
 	if pending == 0 {
 		f.cancel()
 	} else {
+		stop := time.AfterFunc(blobCopyTimeout, f.cancel)
 		go func() {
 			for range pending {
 				<-f.results
 			}
+			stop.Stop()
 			f.cancel()
 		}()
 	}
