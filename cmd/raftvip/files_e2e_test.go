@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,12 +36,12 @@ func cliCluster(t *testing.T, n int, prefix string) []*agent {
 	t.Helper()
 	agents := make([]*agent, n)
 	for i := range agents {
-		agents[i] = &agent{id: fmt.Sprintf("%s%d", prefix, i+1), dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
+		agents[i] = &agent{id: fmt.Sprintf("%s%d", prefix, i+1), dir: t.TempDir()}
 		var extra []string
 		if i == 0 {
 			extra = []string{"--bootstrap"}
 		}
-		startAgent(t, agents[i], extra...)
+		startListening(t, agents[i], extra...)
 	}
 	t.Cleanup(func() {
 		for _, a := range agents {
@@ -53,6 +54,39 @@ func cliCluster(t *testing.T, n int, prefix string) []*agent {
 		enroll(t, agents[0], a)
 	}
 	return agents
+}
+
+// startListening starts agent a on free ports and waits until its API
+// accepts connections. A port found free can be taken by another test's
+// connection before the agent binds it: then it tries other ports (three
+// times at most). Any other early exit fails the test with the agent's log.
+func startListening(t *testing.T, a *agent, extra ...string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		a.api, a.cons = freePort(t), freePort(t)
+		startAgent(t, a, extra...)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if c, err := net.DialTimeout("tcp", a.api, time.Second); err == nil {
+				c.Close()
+				return
+			}
+			select {
+			case <-a.done:
+			case <-time.After(20 * time.Millisecond):
+				if time.Now().After(deadline) {
+					a.kill()
+					t.Fatalf("agent %s: its API did not listen within 20s; its log:\n%s", a.id, a.log)
+				}
+				continue
+			}
+			break
+		}
+		if !strings.Contains(a.log.String(), "address already in use") || try == 3 {
+			t.Fatalf("agent %s exited at start (try %d); its log:\n%s", a.id, try, a.log)
+		}
+		t.Logf("agent %s: a port was taken before it could bind it; trying others", a.id)
+	}
 }
 
 func (a *agent) endpoint(tokenFrom *agent) []string {
