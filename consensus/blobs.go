@@ -303,10 +303,13 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		if req.ContentLength > 0 {
 			limit = req.ContentLength
 		}
-		if _, _, err := n.store.PutBlob(req.Body, sha, limit); err != nil {
+		if _, _, err := n.store.ReceiveBlob(req.Body, sha, limit); err != nil {
 			code := http.StatusInternalServerError
-			if errors.Is(err, store.ErrDigest) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrTooLarge) {
+			switch {
+			case errors.Is(err, store.ErrDigest) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrTooLarge):
 				code = http.StatusBadRequest
+			case errors.Is(err, store.ErrBusy):
+				code = http.StatusConflict // this node is fetching it
 			}
 			writeJSON(w, code, errorBody{Error: err.Error(), Code: "blob"})
 			return
@@ -358,6 +361,7 @@ type BlobFanout struct {
 
 	mu      sync.Mutex
 	waiting []chan struct{} // start signals of the peers not yet streamed to, best first
+	sha     string          // the blob's SHA-256, once the upload is committed
 }
 
 type peerResult struct {
@@ -450,8 +454,11 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 				fan.results <- peerResult{addr: addr, err: ctx.Err()}
 				return
 			}
+			fan.mu.Lock()
+			known := fan.sha
+			fan.mu.Unlock()
 			t0 := time.Now()
-			sha, err := n.streamBlob(ctx, c, addr, body, size)
+			sha, err := n.streamBlob(ctx, c, addr, known, body, size)
 			n.rateMu.Lock()
 			if err != nil {
 				// Last in line next time.
@@ -531,9 +538,14 @@ func (f *BlobFanout) watchLag(ctx context.Context, u *store.Upload, running []*s
 }
 
 // streamBlob posts body to a member as a new blob and returns the SHA-256
-// the member computed.
-func (n *Node) streamBlob(ctx context.Context, c *http.Client, addr string, body io.ReadCloser, size int64) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+"/internal/blobs", body)
+// the member computed. A copy that starts after the upload committed names
+// its blob (sha), which keeps the member from also fetching it meanwhile.
+func (n *Node) streamBlob(ctx context.Context, c *http.Client, addr, sha string, body io.ReadCloser, size int64) (string, error) {
+	url := "https://" + addr + "/internal/blobs"
+	if sha != "" {
+		url += "/" + sha
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
 	if err != nil {
 		body.Close()
 		return "", err
@@ -567,6 +579,9 @@ func (f *BlobFanout) Finish(sha string, ok bool) bool {
 		f.cancel()
 		return false
 	}
+	f.mu.Lock()
+	f.sha = sha
+	f.mu.Unlock()
 	f.startNext(f.peers)
 	have, pending := 1, f.peers
 	for have < f.quorum && have+pending >= f.quorum {

@@ -109,6 +109,47 @@ func (s *Store) ResumeBlob(sha string) (*Upload, error) {
 	return u, nil
 }
 
+// ReceiveBlob stores a copy of blob sha that a member pushes, from its
+// first byte; at most limit bytes are read (limit <= 0: no limit). It
+// excludes a fetch of the same blob (ErrBusy either way), so that a node is
+// never sent one blob twice at once; a part an earlier fetch kept is
+// dropped, and a part this copy leaves is kept for the next fetch.
+func (s *Store) ReceiveBlob(r io.Reader, sha string, limit int64) (string, int64, error) {
+	if s.HasBlob(sha) {
+		return s.PutBlob(r, sha, limit)
+	}
+	u, err := s.ResumeBlob(sha)
+	if err != nil {
+		return "", 0, err
+	}
+	if u.Offset() > 0 {
+		if err := u.restart(); err != nil {
+			u.Discard(err)
+			return "", 0, err
+		}
+	}
+	if _, err := io.Copy(u, limited(r, limit)); err != nil {
+		u.Abort(err)
+		return "", 0, fmt.Errorf("reading blob: %w", err)
+	}
+	return u.Commit(sha)
+}
+
+// restart empties an upload that has no readers yet.
+func (u *Upload) restart() error {
+	if err := u.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := u.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	u.h.Reset()
+	u.mu.Lock()
+	u.n, u.synced = 0, 0
+	u.mu.Unlock()
+	return nil
+}
+
 // Offset is how many bytes the upload holds.
 func (u *Upload) Offset() int64 {
 	u.mu.Lock()

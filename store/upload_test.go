@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -204,5 +205,39 @@ func TestFileLag(t *testing.T) {
 	}
 	if lag, _ = s.FileLag(); lag != (FileLag{Files: 1, Bytes: 500}) {
 		t.Fatalf("one blob here: %+v", lag)
+	}
+}
+
+// TestReceiveBlob: a pushed copy excludes a fetch of the same blob and the
+// other way round; it starts from the first byte whatever a fetch kept, and
+// what an interrupted push leaves is kept for a fetch to go on from.
+func TestReceiveBlob(t *testing.T) {
+	s := testStore(t)
+	data := bytes.Repeat([]byte("pushed "), 50000)
+	sha := shaOf(data)
+	fetch, err := s.ResumeBlob(sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ReceiveBlob(bytes.NewReader(data), sha, 0); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a push while a fetch runs: %v", err)
+	}
+	_, _ = fetch.Write([]byte("a kept part that is not a prefix"))
+	fetch.Abort(nil)
+	// An interrupted push keeps what it received.
+	if _, _, err := s.ReceiveBlob(io.MultiReader(bytes.NewReader(data[:1000]), iotest.ErrReader(errors.New("connection reset"))), sha, 0); err == nil {
+		t.Fatal("an interrupted push succeeded")
+	}
+	u, err := s.ResumeBlob(sha)
+	if err != nil || u.Offset() != 1000 {
+		t.Fatalf("after an interrupted push: offset %d, %v", u.Offset(), err)
+	}
+	u.Abort(nil)
+	// A whole push replaces the kept part.
+	if got, n, err := s.ReceiveBlob(bytes.NewReader(data), sha, 0); err != nil || got != sha || n != int64(len(data)) {
+		t.Fatalf("push: %s %d %v", got, n, err)
+	}
+	if !s.HasBlob(sha) {
+		t.Fatal("pushed blob missing")
 	}
 }
