@@ -257,6 +257,17 @@ func (s *Server) routeReader(w http.ResponseWriter, r *http.Request, body io.Rea
 	}
 }
 
+// validateAndRoute refuses a bad command before anything is forwarded or
+// proposed, then routes the request (see route); it reports whether this
+// node goes on to apply cmd.
+func (s *Server) validateAndRoute(w http.ResponseWriter, r *http.Request, cmd *store.Command, body []byte) bool {
+	if err := cmd.Validate(); err != nil {
+		fail(w, err)
+		return false
+	}
+	return s.route(w, r, body)
+}
+
 // route is routeReader for a body already read.
 func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	return s.routeReader(w, r, bytes.NewReader(body), int64(len(body)))
@@ -451,12 +462,7 @@ func (s *Server) writeObject(op store.Op) http.HandlerFunc {
 			fail(w, err)
 			return
 		}
-		// Refuse bad input here, before anything is forwarded or proposed.
-		if err := cmd.Validate(); err != nil {
-			fail(w, err)
-			return
-		}
-		if !s.route(w, r, body) {
+		if !s.validateAndRoute(w, r, cmd, body) {
 			return
 		}
 		res, err := s.apply(r.Context(), cmd)

@@ -198,11 +198,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	if err := cmd.Validate(); err != nil {
-		fail(w, err)
-		return
-	}
-	if !s.route(w, r, nil) {
+	if !s.validateAndRoute(w, r, cmd, nil) {
 		return
 	}
 	res, err := s.apply(r.Context(), cmd)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,35 +18,20 @@ import (
 	"github.com/raftvip/raftvip/store"
 )
 
-// genData makes n bytes of reproducible pseudo-random data.
+// genData makes n bytes of reproducible pseudo-random data (the same as
+// genReader's; a last part shorter than 8 bytes stays zero).
 func genData(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		v := r.Uint64()
-		for j := 0; j < 8; j++ {
-			b[i+j] = byte(v >> (8 * j))
-		}
+	if _, err := io.ReadFull(newGenReader(int64(n&^7), seed), b[:n&^7]); err != nil {
+		panic(err)
 	}
 	return b
 }
 
 func (c *tcluster) upload(n *tnode, path string, data []byte, hdr map[string]string) (int, []byte) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "PUT", n.url+"/api/v1/files/"+path, bytes.NewReader(data))
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	st, b, _ := c.send(n, "PUT", "/api/v1/files/"+path, bytes.NewReader(data), hdr)
+	return st, b
 }
 
 // fetch has node n fetch blob sha from its peers (the background sync may
@@ -69,23 +53,11 @@ func (c *tcluster) fetch(n *tnode, sha string) {
 	}
 }
 
-// raw is doH without trimming the body (files are bytes, not JSON).
+// raw is doH without a body or trimming the answer (files are bytes, not
+// JSON).
 func (c *tcluster) raw(n *tnode, method, path string, hdr map[string]string) (int, []byte, http.Header) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, method, n.url+path, nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error()), nil
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, resp.Header
+	return c.send(n, method, path, nil, hdr)
 }
 
 // TestFilesReplicatedWhole: an upload through a passive node is streamed to
@@ -103,8 +75,7 @@ func TestFilesReplicatedWhole(t *testing.T) {
 		}
 	}
 	data := genData(24<<20+123, 1)
-	sum := sha256.Sum256(data)
-	sha := hex.EncodeToString(sum[:])
+	sha := shaOf(data)
 	st, body := c.upload(passive, "isos/ubuntu/24.04.iso", data, map[string]string{HeaderChecksum: sha, "Content-Type": "application/x-iso9660-image"})
 	if st != 200 {
 		t.Fatalf("upload: %d %s", st, body)

@@ -182,9 +182,16 @@ func (c *tcluster) doH(n *tnode, method, path, body string, hdr map[string]strin
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	st, b, h := c.send(n, method, path, rd, hdr)
+	return st, bytes.TrimSpace(b), h
+}
+
+// send sends a request to node n, with the cluster's token once it has one,
+// and returns status, the whole body and the headers.
+func (c *tcluster) send(n *tnode, method, path string, body io.Reader, hdr map[string]string) (int, []byte, http.Header) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.url+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, n.url+path, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -200,7 +207,7 @@ func (c *tcluster) doH(n *tnode, method, path, body string, hdr map[string]strin
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, bytes.TrimSpace(b), resp.Header
+	return resp.StatusCode, b, resp.Header
 }
 
 // waitApplied polls until every live node has applied at least index.

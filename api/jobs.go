@@ -46,11 +46,7 @@ func (s *Server) appendJobLog(w http.ResponseWriter, r *http.Request) {
 		}
 		cmd.IfRev = &n
 	}
-	if err := cmd.Validate(); err != nil {
-		fail(w, err)
-		return
-	}
-	if !s.route(w, r, body) {
+	if !s.validateAndRoute(w, r, cmd, body) {
 		return
 	}
 	res, err := s.apply(r.Context(), cmd)

@@ -365,9 +365,8 @@ type BlobFanout struct {
 }
 
 type peerResult struct {
-	addr string
-	sha  string
-	err  error
+	sha string
+	err error
 }
 
 // A running peer stream that is stuck (no progress for fileStuckAfter) or
@@ -451,7 +450,7 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 			case <-start:
 			case <-ctx.Done():
 				body.Close()
-				fan.results <- peerResult{addr: addr, err: ctx.Err()}
+				fan.results <- peerResult{err: ctx.Err()}
 				return
 			}
 			fan.mu.Lock()
@@ -474,7 +473,7 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 				err = fmt.Errorf("copying an upload to %s: %w", addr, err)
 				fan.startNext(1)
 			}
-			fan.results <- peerResult{addr: addr, sha: sha, err: err}
+			fan.results <- peerResult{sha: sha, err: err}
 		}()
 	}
 	if len(addrs) == 0 {

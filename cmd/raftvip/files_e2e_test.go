@@ -65,28 +65,38 @@ func startListening(t *testing.T, a *agent, extra ...string) {
 	for try := 1; ; try++ {
 		a.api, a.cons = freePort(t), freePort(t)
 		startAgent(t, a, extra...)
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if c, err := net.DialTimeout("tcp", a.api, time.Second); err == nil {
-				c.Close()
-				return
-			}
-			select {
-			case <-a.done:
-			case <-time.After(20 * time.Millisecond):
-				if time.Now().After(deadline) {
-					a.kill()
-					t.Fatalf("agent %s: its API did not listen within 20s; its log:\n%s", a.id, a.log)
-				}
-				continue
-			}
-			break
+		if listening(a, 20*time.Second) {
+			return
+		}
+		select {
+		case <-a.done:
+		default:
+			a.kill()
+			t.Fatalf("agent %s: its API did not listen within 20s; its log:\n%s", a.id, a.log)
 		}
 		if !strings.Contains(a.log.String(), "address already in use") || try == 3 {
 			t.Fatalf("agent %s exited at start (try %d); its log:\n%s", a.id, try, a.log)
 		}
 		t.Logf("agent %s: a port was taken before it could bind it; trying others", a.id)
 	}
+}
+
+// listening waits until agent a's API accepts connections (true), or it
+// exits or the time is up (false).
+func listening(a *agent, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", a.api, time.Second); err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-a.done:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
 }
 
 func (a *agent) endpoint(tokenFrom *agent) []string {
