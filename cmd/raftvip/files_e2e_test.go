@@ -242,6 +242,7 @@ func TestFileReplication(t *testing.T) {
 	snapNone := snapshotMedian(t, agents[0])
 	dir := t.TempDir()
 	var shas []string
+	term0 := clusterTerm(t, ep)
 	var rates []float64  // MiB/s of each timed upload
 	var ratios []float64 // each timed upload's rate / the disk's own rate just before it
 	for i := 0; i < *fileCount; i++ {
@@ -302,6 +303,12 @@ func TestFileReplication(t *testing.T) {
 		if i > 0 {
 			t.Logf("file %d: upload %.1f MiB/s; every node held it %v after the upload returned", i, rates[len(rates)-1], time.Since(t0).Round(time.Millisecond))
 		}
+	}
+	if *fileReport {
+		// A follower whose disk is busy with an upload answers heartbeats
+		// late; past the leader lease the leader steps down. Count it.
+		t.Logf("Raft term before the first upload %d, after the last %d (elections during the uploads: %d)",
+			term0, clusterTerm(t, ep), clusterTerm(t, ep)-term0)
 	}
 	var rss []string
 	for _, a := range agents {
@@ -396,6 +403,19 @@ func diskRate(t *testing.T, out string, keep bool) (float64, time.Duration) {
 	return 1024 / d.Seconds(), cmd.ProcessState.SystemTime()
 }
 
+// clusterTerm is the Raft term that `ha status` reports.
+func clusterTerm(t *testing.T, ep []string) uint64 {
+	t.Helper()
+	out, errOut, code := run(t, append([]string{"ha", "status", "--json"}, ep...)...)
+	var st struct {
+		Term uint64 `json:"term"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || st.Term == 0 {
+		t.Fatalf("ha status: %v %s %s", err, out, errOut)
+	}
+	return st.Term
+}
+
 // snapshotMedian is the median time of 5 snapshots taken in a row.
 func snapshotMedian(t *testing.T, a *agent) time.Duration {
 	t.Helper()
@@ -410,7 +430,7 @@ func snapshotMedian(t *testing.T, a *agent) time.Duration {
 func snapshotVia(t *testing.T, a *agent) time.Duration {
 	t.Helper()
 	out, errOut, code := run(t, "debug", "probe", "--url", "http://"+a.api+"/api/v1/ha/snapshot", "--method", "POST",
-		"--header", "Authorization: Bearer "+tokenOf(t, a), "--duration", "1ms")
+		"--header", "Authorization: Bearer "+tokenOf(t, a), "--duration", "1ms", "--interval", "1s") // one request, 5 s to answer
 	if code != 0 || !strings.Contains(out, `"status":200`) {
 		t.Fatalf("snapshot: %s %s", out, errOut)
 	}
