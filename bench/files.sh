@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Files into a three-node cluster of agent processes on this machine, in
 # one run: the disk's own sequential write rate (dd writing 1 GiB with
-# fdatasync, three times before the cluster starts and once just before each
-# timed upload, always into fresh pages as an upload is; one more dd into
-# pages just freed, for comparison: on this VM that one is about twice as
-# fast, see diskRate in cmd/raftvip/files_e2e_test.go), the upload rate of
+# fdatasync into fresh pages, as an upload writes, just before each timed
+# upload; also three times before the cluster starts, and once into pages
+# just freed, for comparison: on this VM that one is about twice as fast,
+# see diskRate in cmd/raftvip/files_e2e_test.go), the upload rate of
 # COUNT generated files of SIZE bytes (each byte stored by three nodes on one
 # disk; the first upload goes through the CLI and a passive node and is not
 # timed, each next one starts when every node holds the one before) and its

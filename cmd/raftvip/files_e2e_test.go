@@ -233,7 +233,7 @@ func TestFileReplication(t *testing.T) {
 		recycled = r
 		t.Logf("dd right after 4 GiB were deleted (into recycled pages): %.1f MiB/s, %.1f s of kernel CPU", r, sys.Seconds())
 		slices.Sort(quiet)
-		t.Logf("the disk's own rate before the cluster starts: %.1f MiB/s (dd into fresh pages, median of 3; min %.1f, max %.1f)", quiet[1], quiet[0], quiet[2])
+		t.Logf("dd before the cluster starts: %.1f MiB/s (median of 3; min %.1f, max %.1f)", quiet[1], quiet[0], quiet[2])
 	}
 	agents := cliCluster(t, 3, "r")
 	ep := agents[0].endpoint(agents[0])
@@ -243,8 +243,9 @@ func TestFileReplication(t *testing.T) {
 	dir := t.TempDir()
 	var shas []string
 	term0 := clusterTerm(t, ep)
-	var rates []float64  // MiB/s of each timed upload
-	var ratios []float64 // each timed upload's rate / the disk's own rate just before it
+	var allWrites writeLatencies // small writes during the timed uploads
+	var rates []float64          // MiB/s of each timed upload
+	var ratios []float64         // each timed upload's rate / the disk's own rate just before it
 	for i := 0; i < *fileCount; i++ {
 		src := filepath.Join(dir, fmt.Sprintf("f%d.bin", i))
 		sha := genFile(t, src, *fileSize, uint64(i+1))
@@ -264,9 +265,22 @@ func TestFileReplication(t *testing.T) {
 				disk, sys = diskRate(t, filepath.Join(dir, "dd"), true)
 				t.Logf("file %d: dd just before it: %.1f MiB/s, %.1f s of kernel CPU", i, disk, sys.Seconds())
 			}
+			var stop chan struct{}
+			var writes chan writeLatencies
+			if *fileReport {
+				stop, writes = make(chan struct{}), make(chan writeLatencies, 1)
+				go func() { writes <- writesDuring(agents[0], tokenOf(t, agents[0]), stop) }()
+			}
 			cpu0, t0 := clusterCPU(agents), time.Now()
 			putFile(t, agents[0], tokenOf(t, agents[0]), src, fmt.Sprintf("set/f%d.bin", i), sha)
 			wall := time.Since(t0)
+			if *fileReport {
+				close(stop)
+				w := <-writes
+				allWrites.lat = append(allWrites.lat, w.lat...)
+				allWrites.failed += w.failed
+				t.Logf("file %d: small writes during the upload: %s", i, w)
+			}
 			rates = append(rates, float64(*fileSize)/(1<<20)/wall.Seconds())
 			os.Remove(filepath.Join(dir, "dd"))
 			if *fileReport {
@@ -309,6 +323,7 @@ func TestFileReplication(t *testing.T) {
 		// late; past the leader lease the leader steps down. Count it.
 		t.Logf("Raft term before the first upload %d, after the last %d (elections during the uploads: %d)",
 			term0, clusterTerm(t, ep), clusterTerm(t, ep)-term0)
+		t.Logf("small writes during all timed uploads: %s", allWrites)
 	}
 	var rss []string
 	for _, a := range agents {
@@ -361,10 +376,11 @@ func TestFileReplication(t *testing.T) {
 		rate = fmt.Sprintf("%.1f MiB/s (median of %d; min %.1f, max %.1f)", rates[len(rates)/2], len(rates), rates[0], rates[len(rates)-1])
 	}
 	if len(ratios) > 0 {
-		t.Logf("upload rate / the disk's own rate before the cluster started (dd into fresh pages): median %.0f%% (goal 40%%)", 100*rates[len(rates)/2]/quiet[1])
 		slices.Sort(ratios)
-		t.Logf("upload rate / dd just before each upload (fresh pages too): median %.0f%% (min %.0f%%, max %.0f%%)",
+		t.Logf("upload rate / the disk's own rate (dd into fresh pages just before each upload, pair by pair): median %.0f%% (min %.0f%%, max %.0f%%; goal 40%%)",
 			100*ratios[len(ratios)/2], 100*ratios[0], 100*ratios[len(ratios)-1])
+		t.Logf("upload rate / dd before the cluster started: %.0f%% (if much was deleted a few seconds before, as by a run just before this one, those dd runs get recycled pages too: see their kernel CPU)",
+			100*rates[len(rates)/2]/quiet[1])
 		t.Logf("upload rate / dd into recycled pages (not like an upload, shown for comparison): %.0f%%", 100*rates[len(rates)/2]/recycled)
 	}
 	t.Logf("%d files of %d MiB: upload %s into three nodes; peak RSS %s; the 4th node fetched all %d",
@@ -452,6 +468,56 @@ func tokenOf(t *testing.T, a *agent) string {
 }
 
 // putFile uploads a file with a bare HTTP PUT, streamed from disk.
+// writeLatencies are the latencies of small writes, and how many failed.
+type writeLatencies struct {
+	lat    []time.Duration
+	failed int
+}
+
+func (w writeLatencies) String() string {
+	if len(w.lat) == 0 {
+		return fmt.Sprintf("none answered, %d failed", w.failed)
+	}
+	l := slices.Clone(w.lat)
+	slices.Sort(l)
+	q := func(p float64) time.Duration { return l[int(p*float64(len(l)-1))].Round(100 * time.Microsecond) }
+	return fmt.Sprintf("%d writes, p50 %v, p99 %v, max %v, %d failed", len(l), q(0.5), q(0.99), l[len(l)-1].Round(100*time.Microsecond), w.failed)
+}
+
+// writesDuring puts a small object on a's API every 50 ms until stop is
+// closed (at most 10 minutes) and returns each write's latency: what a
+// user's writes see while an upload runs.
+func writesDuring(a *agent, token string, stop <-chan struct{}) writeLatencies {
+	var w writeLatencies
+	c := &http.Client{Timeout: 10 * time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	end := time.Now().Add(10 * time.Minute)
+	for i := 0; time.Now().Before(end); i++ {
+		select {
+		case <-stop:
+			return w
+		case <-tick.C:
+		}
+		req, _ := http.NewRequest("PUT", "http://"+a.api+"/api/v1/objects/probe/w", strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
+		req.Header.Set("Authorization", "Bearer "+token)
+		t0 := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			w.failed++
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			w.failed++
+			continue
+		}
+		w.lat = append(w.lat, time.Since(t0))
+	}
+	return w
+}
+
 func putFile(t *testing.T, a *agent, token, src, remote, sha string) {
 	t.Helper()
 	f, err := os.Open(src)
