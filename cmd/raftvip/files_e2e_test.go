@@ -223,7 +223,7 @@ func TestFileReplication(t *testing.T) {
 		for i := range 3 {
 			r, sys := diskRate(t, filepath.Join(qdir, fmt.Sprintf("dd%d", i)), true)
 			quiet = append(quiet, r)
-			t.Logf("dd %d into fresh pages: %.1f MiB/s, %.1f s of kernel CPU", i, r, sys.Seconds())
+			t.Logf("dd %d (files kept): %.1f MiB/s, %.1f s of kernel CPU", i, r, sys.Seconds())
 		}
 		os.Remove(filepath.Join(qdir, "warm-up"))
 		for i := range 3 {
@@ -260,14 +260,12 @@ func TestFileReplication(t *testing.T) {
 			}
 		} else {
 			var disk float64
+			var stop chan struct{}
+			var writes chan writeLatencies
 			if *fileReport {
 				var sys time.Duration
 				disk, sys = diskRate(t, filepath.Join(dir, "dd"), true)
 				t.Logf("file %d: dd just before it: %.1f MiB/s, %.1f s of kernel CPU", i, disk, sys.Seconds())
-			}
-			var stop chan struct{}
-			var writes chan writeLatencies
-			if *fileReport {
 				stop, writes = make(chan struct{}), make(chan writeLatencies, 1)
 				go func() { writes <- writesDuring(agents[0], tokenOf(t, agents[0]), stop) }()
 			}
@@ -321,8 +319,8 @@ func TestFileReplication(t *testing.T) {
 	if *fileReport {
 		// A follower whose disk is busy with an upload answers heartbeats
 		// late; past the leader lease the leader steps down. Count it.
-		t.Logf("Raft term before the first upload %d, after the last %d (elections during the uploads: %d)",
-			term0, clusterTerm(t, ep), clusterTerm(t, ep)-term0)
+		term := clusterTerm(t, ep)
+		t.Logf("Raft term before the first upload %d, after the last %d (elections during the uploads: %d)", term0, term, term-term0)
 		t.Logf("small writes during all timed uploads: %s", allWrites)
 	}
 	var rss []string
