@@ -95,15 +95,7 @@ func TestFilesReplicatedWhole(t *testing.T) {
 		t.Fatalf("only %d nodes hold the blob when the upload returned", holders)
 	}
 	// Every node, soon after.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, n := range c.nodes {
-		for !n.node.Store().HasBlob(sha) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never got the blob", n.id)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	c.waitBlobEverywhere(sha, 30*time.Second)
 	// Download through the passive node (forwarded) and from the active.
 	for _, n := range []*tnode{passive, act} {
 		st, got, hdr := c.raw(n, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", nil)

@@ -112,6 +112,20 @@ func (c *tcluster) add(observer bool) *tnode {
 	return n
 }
 
+// waitBlobEverywhere waits until every node holds blob sha.
+func (c *tcluster) waitBlobEverywhere(sha string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, n := range c.nodes {
+		for !n.node.Store().HasBlob(sha) {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("%s never got the blob", n.id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // boot makes a cluster of size nodes: init on the first, enroll the rest.
 func (c *tcluster) boot(size int) {
 	c.t.Helper()

@@ -94,15 +94,7 @@ func BenchmarkUpload(b *testing.B) {
 		total += time.Since(t0)
 		// The next upload starts once every node holds this one.
 		b.StopTimer()
-		deadline := time.Now().Add(5 * time.Minute)
-		for _, n := range c.nodes {
-			for !n.node.Store().HasBlob(sha) {
-				if time.Now().After(deadline) {
-					b.Fatalf("%s never got the blob", n.id)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		c.waitBlobEverywhere(sha, 5*time.Minute)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(size)*float64(b.N)/(1<<20)/total.Seconds(), "MiB/s")
