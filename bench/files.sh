@@ -17,4 +17,4 @@ SIZE=${SIZE:-1073741824}
 COUNT=${COUNT:-6}
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 go test ./cmd/raftvip -run '^TestFileReplication$' -count=1 -v -timeout 60m -args -file-size "$SIZE" -file-count "$COUNT" -file-report |
-	grep -E 'upload|disk|dd |snapshot|^(ok|FAIL|---)'
+	grep -E 'upload|disk|dd |snapshot|PUT |never|^(ok|FAIL|---)'
