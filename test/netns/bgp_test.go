@@ -371,9 +371,16 @@ func TestBGPGracefulStop(t *testing.T) {
 		a = c.nodeByAddr(c.gobgpBest(bgpVIP4))
 		return a >= 0
 	})
-	out := c.nodes[0].MustRun(binary, "ha", "status", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0])
-	if !strings.Contains(out, "BGP (AS 65001") || !strings.Contains(out, "198.18.0.20 established") {
-		t.Fatalf("ha status does not show the BGP sessions:\n%s", out)
+	// The routers can learn the VIP through one session before n1's
+	// session with the other is up: wait for that one too.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out := c.nodes[0].MustRun(binary, "ha", "status", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0])
+		if strings.Contains(out, "BGP (AS 65001") && strings.Contains(out, "198.18.0.20 established") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ha status does not show the BGP sessions within 30 s:\n%s", out)
+		}
 	}
 	stopped := time.Now()
 	if !c.agents[a].Term(15 * time.Second) {
