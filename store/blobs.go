@@ -2,13 +2,11 @@ package store
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"time"
 
 	"encoding/hex"
 	"errors"
 	"fmt"
-	bolt "go.etcd.io/bbolt"
 	"io"
 	"os"
 	"path/filepath"
@@ -187,15 +185,9 @@ func (s *Store) OpenBlob(sha string) (*os.File, error) {
 // deleted.
 func (s *Store) ReclaimBlobs(grace time.Duration) (int, error) {
 	refs := map[string]bool{}
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
-			var f File
-			if err := json.Unmarshal(v, &f); err != nil {
-				return err
-			}
-			refs[f.SHA256] = true
-			return nil
-		})
+	err := s.forEachFile(func(f File) error {
+		refs[f.SHA256] = true
+		return nil
 	})
 	if err != nil {
 		return 0, err

@@ -128,23 +128,27 @@ func (s *Store) ListFiles(ns string, o ListOptions) (*FilePage, error) {
 func (s *Store) MissingBlobs(limit int) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.forEachFile(func(f File) error {
+		if len(out) < limit && !seen[f.SHA256] && !s.HasBlob(f.SHA256) {
+			seen[f.SHA256] = true
+			out = append(out, f.SHA256)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// forEachFile calls fn with every committed file record.
+func (s *Store) forEachFile(fn func(File) error) error {
+	return s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
-			if len(out) >= limit {
-				return nil
-			}
 			var f File
 			if err := json.Unmarshal(v, &f); err != nil {
 				return err
 			}
-			if !seen[f.SHA256] && !s.HasBlob(f.SHA256) {
-				seen[f.SHA256] = true
-				out = append(out, f.SHA256)
-			}
-			return nil
+			return fn(f)
 		})
 	})
-	return out, err
 }
 
 // FileLag is how far this node's file contents are behind the committed
@@ -159,23 +163,17 @@ type FileLag struct {
 func (s *Store) FileLag() (FileLag, error) {
 	var lag FileLag
 	seen := map[string]bool{}
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketFiles).ForEach(func(_, v []byte) error {
-			var f File
-			if err := json.Unmarshal(v, &f); err != nil {
-				return err
-			}
-			if seen[f.SHA256] || s.HasBlob(f.SHA256) {
-				return nil
-			}
-			seen[f.SHA256] = true
-			lag.Files++
-			lag.Bytes += f.Size
-			if st, err := os.Stat(filepath.Join(s.blobDir(), "tmp", "partial-"+f.SHA256)); err == nil {
-				lag.Fetched += min(st.Size(), f.Size)
-			}
+	err := s.forEachFile(func(f File) error {
+		if seen[f.SHA256] || s.HasBlob(f.SHA256) {
 			return nil
-		})
+		}
+		seen[f.SHA256] = true
+		lag.Files++
+		lag.Bytes += f.Size
+		if st, err := os.Stat(filepath.Join(s.blobDir(), "tmp", "partial-"+f.SHA256)); err == nil {
+			lag.Fetched += min(st.Size(), f.Size)
+		}
+		return nil
 	})
 	return lag, err
 }
