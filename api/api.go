@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftvip/raftvip/consensus"
@@ -64,6 +66,14 @@ func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
 	return s
 }
 
+// CodeOutcomeUnknown is the code of the one answer that does not say
+// whether the request changed anything (HTTP 504): the write was proposed
+// and then leadership was lost, the node stopped, or the connection to the
+// leader that a passive node forwarded it to broke after the request was
+// sent. Every other error answer is a refusal made before anything was
+// proposed, and the request changed nothing.
+const CodeOutcomeUnknown = "outcome_unknown"
+
 // Error is the JSON body of every error answer.
 type Error struct {
 	Error string `json:"error"`
@@ -103,6 +113,8 @@ func fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusPreconditionFailed, "revision_mismatch", err.Error())
 	case errors.Is(err, store.ErrUnknownVersion):
 		writeError(w, http.StatusInternalServerError, "unknown_version", err.Error())
+	case errors.Is(err, consensus.ErrUnknownOutcome):
+		writeError(w, http.StatusGatewayTimeout, CodeOutcomeUnknown, err.Error()+"; the write may or may not have been applied: read before retrying")
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrNoLeader), errors.Is(err, consensus.ErrShutdown), errors.Is(err, errNotActiveAnymore):
 		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
 	case errors.Is(err, consensus.ErrNotInCluster):
@@ -114,7 +126,9 @@ func fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, consensus.ErrUnknownMember):
 		writeError(w, http.StatusNotFound, "unknown_member", err.Error())
 	case errors.Is(err, consensus.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, "timeout", err.Error())
+		// Raised before anything was proposed (a queue that did not take
+		// the command, a file that did not reach a quorum): a refusal.
+		writeError(w, http.StatusServiceUnavailable, "timeout", err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
@@ -318,8 +332,18 @@ func (s *Server) forwardReader(w http.ResponseWriter, r *http.Request, body io.R
 		}
 	}
 	req.Header.Set(HeaderForwardedBy, s.node.ID())
+	// Once the leader has the request, a broken connection leaves a write's
+	// outcome unknown; before that, the request was refused.
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.Store(true) },
+	}))
 	resp, err := client.Do(req)
 	if err != nil {
+		if sent.Load() && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeError(w, http.StatusGatewayTimeout, CodeOutcomeUnknown, fmt.Sprintf("forwarding to leader %s: %v; the write may or may not have been applied: read before retrying", leaderID, err))
+			return
+		}
 		writeError(w, http.StatusBadGateway, "forward_failed", fmt.Sprintf("forwarding to leader %s: %v", leaderID, err))
 		return
 	}

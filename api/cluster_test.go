@@ -38,7 +38,7 @@ func startWriters(c *tcluster, n int, pick func(i int) *tnode) *writers {
 				}
 				key := fmt.Sprintf("w%d-%d", g, i)
 				node := pick(i)
-				if node.closed {
+				if node.closed.Load() {
 					continue
 				}
 				w.sent.Add(1)

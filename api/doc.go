@@ -17,7 +17,14 @@
 // and writes to the leader over the mutually authenticated consensus port (or
 // answers 307 to the leader's API with ?redirect or X-Raftvip-Redirect: 1);
 // ?stale serves a read locally with headers saying how stale it may be.
-// Every error is JSON {"error": ..., "code": ...} with a 4xx or 5xx status,
-// and a refused request changes nothing. Requests need the cluster's bearer
+// Every error is JSON {"error": ..., "code": ...} with a 4xx or 5xx status.
+// Every error answer but one is a refusal made before anything was proposed:
+// the request changed nothing and may be retried as it is (503 comes with
+// Retry-After). The one exception is 504 with code "outcome_unknown"
+// (CodeOutcomeUnknown): the write was proposed and then leadership was lost,
+// the node stopped, or the link to the leader broke after the request was
+// forwarded, so it may or may not have been applied; read before retrying,
+// or make the write conditional (If-Match, If-None-Match: *, a job log's
+// expected offset) so that a retry cannot apply it twice. Requests need the cluster's bearer
 // token (ha-state.json Token), except those from members.
 package api

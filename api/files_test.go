@@ -7,14 +7,18 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -310,4 +314,66 @@ func TestFileUploadFollowerDies(t *testing.T) {
 func shaOf(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// TestCutOffChunkedUpload: a chunked upload that sends two 4 KiB chunks and
+// part of a third, then drops the connection, stores nothing anywhere, on the
+// active node and through a passive one.
+func TestCutOffChunkedUpload(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(5 * time.Second)
+	var passive *tnode
+	for _, n := range c.nodes {
+		if n != act {
+			passive = n
+		}
+	}
+	for _, via := range []*tnode{act, passive} {
+		path := "/api/v1/files/files/cut-" + via.id
+		conn, err := net.Dial("tcp", via.apiAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := bytes.Repeat([]byte("x"), 4096)
+		fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n", path, via.apiAddr, c.token)
+		for i := 0; i < 2; i++ {
+			fmt.Fprintf(conn, "%x\r\n%s\r\n", len(chunk), chunk)
+		}
+		fmt.Fprintf(conn, "%x\r\n%s", len(chunk), chunk[:100])
+		conn.Close()
+		// A node that took the cut body for a whole one commits it within
+		// milliseconds: watch every node for two seconds.
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, n := range c.nodes {
+				if _, err := n.node.Store().GetFile("files", "cut-"+via.id); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("upload cut off via %s: %s has the file (%v)", via.id, n.id, err)
+				}
+			}
+		}
+		if st, body := c.do(act, "GET", path, "", nil); st != 404 {
+			t.Fatalf("upload cut off via %s: GET %d %s", via.id, st, body)
+		}
+	}
+}
+
+// TestUnknownOutcomeAnswer: a write whose outcome is unknown gets 504 with
+// code outcome_unknown; a refusal made before proposing gets 503.
+func TestUnknownOutcomeAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("%w: leadership lost while committing log", consensus.ErrUnknownOutcome), 504, CodeOutcomeUnknown},
+		{fmt.Errorf("%w: node is not the leader", consensus.ErrNotLeader), 503, "no_leader"},
+		{fmt.Errorf("%w: timed out enqueuing operation", consensus.ErrTimeout), 503, "timeout"},
+	} {
+		rec := httptest.NewRecorder()
+		fail(rec, tc.err)
+		var e Error
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != tc.status || e.Code != tc.code {
+			t.Errorf("%v: %d %s, want %d %s", tc.err, rec.Code, rec.Body, tc.status, tc.code)
+		}
+	}
 }

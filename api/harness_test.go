@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ type tnode struct {
 	url     string
 	node    *consensus.Node
 	srv     *http.Server
-	closed  bool
+	closed  atomic.Bool // read by writer goroutines while the test stops nodes
 }
 
 type tcluster struct {
@@ -73,7 +74,8 @@ func (n *tnode) start(observer bool) {
 	if err != nil {
 		t.Fatalf("api listen %s: %v", n.apiAddr, err)
 	}
-	n.node, n.closed = node, false
+	n.node = node
+	n.closed.Store(false)
 	n.srv = &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
 	go n.srv.Serve(ln)
 }
@@ -81,10 +83,9 @@ func (n *tnode) start(observer bool) {
 // stop closes the node abruptly (no leadership transfer): a crash as far
 // as the others can tell.
 func (n *tnode) stop() {
-	if n.closed {
+	if n.closed.Swap(true) {
 		return
 	}
-	n.closed = true
 	n.srv.Close()
 	n.node.Close()
 }
@@ -155,7 +156,7 @@ func (c *tcluster) active(within time.Duration) *tnode {
 	for time.Now().Before(deadline) {
 		var act []*tnode
 		for _, n := range c.nodes {
-			if !n.closed && n.node.IsActive() {
+			if !n.closed.Load() && n.node.IsActive() {
 				act = append(act, n)
 			}
 		}
@@ -174,7 +175,7 @@ func (c *tcluster) active(within time.Duration) *tnode {
 func (c *tcluster) live() []*tnode {
 	var out []*tnode
 	for _, n := range c.nodes {
-		if !n.closed {
+		if !n.closed.Load() {
 			out = append(out, n)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func freeAddr(t *testing.T) string {
@@ -264,5 +266,28 @@ func TestSharedStorageRefused(t *testing.T) {
 	// This machine's temporary directory is local and accepted.
 	if err := checkLocalStorage(t.TempDir()); err != nil {
 		t.Fatalf("a local directory was refused: %v", err)
+	}
+}
+
+// TestTranslateOutcome: only errors raised before an entry reached the log
+// say "not the leader"; losing leadership with the entry in the log leaves
+// the outcome unknown.
+func TestTranslateOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		raft error
+		want error
+	}{
+		{raft.ErrLeadershipLost, ErrUnknownOutcome},
+		{raft.ErrNotLeader, ErrNotLeader},
+		{raft.ErrLeadershipTransferInProgress, ErrNotLeader},
+		{raft.ErrEnqueueTimeout, ErrTimeout},
+	} {
+		got := translate(tc.raft)
+		if !errors.Is(got, tc.want) {
+			t.Errorf("translate(%v) = %v, want %v", tc.raft, got, tc.want)
+		}
+		if tc.want != ErrUnknownOutcome && errors.Is(got, ErrUnknownOutcome) {
+			t.Errorf("translate(%v) = %v: a refusal reported as unknown", tc.raft, got)
+		}
 	}
 }

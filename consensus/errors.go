@@ -26,6 +26,11 @@ var (
 	ErrRefused = errors.New("refused")
 	// ErrTimeout means the cluster did not answer in time.
 	ErrTimeout = errors.New("timed out")
+	// ErrUnknownOutcome means a change was proposed but this node cannot
+	// tell whether it was committed: leadership was lost, or the node shut
+	// down, after the command entered the log. It may have been applied,
+	// or it may never be; read the state before retrying it.
+	ErrUnknownOutcome = errors.New("outcome unknown")
 	// ErrShutdown means the node is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
 	// ErrSharedStorage means the data directory is on a network or shared

@@ -621,6 +621,10 @@ func (n *Node) Apply(ctx context.Context, cmd *store.Command) (store.Result, err
 	}
 	f := r.Apply(data, timeout)
 	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			// The command may have been in the log when the node stopped.
+			return store.Result{}, fmt.Errorf("%w: the node shut down with the write in flight", ErrUnknownOutcome)
+		}
 		return store.Result{}, translate(err)
 	}
 	res, ok := f.Response().(store.Result)
@@ -634,8 +638,11 @@ func translate(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+	case errors.Is(err, raft.ErrLeadershipLost):
+		// The entry was in this leader's log; a new leader may commit it.
+		return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrNotVoter):
+		// Refused before the entry reached the log.
 		return fmt.Errorf("%w: %v", ErrNotLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrShutdown

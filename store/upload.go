@@ -191,13 +191,16 @@ func (u *Upload) write(p []byte) (int, error) {
 }
 
 // ReadFrom appends what r yields, in writes of up to uploadBuffer bytes.
+// Only io.EOF ends it cleanly: any other error, io.ErrUnexpectedEOF among
+// them (a chunked body cut off mid-way, a Content-Length that was not met),
+// is returned, so that a cut-off body is never taken for a whole one.
 func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
 	bp := uploadBuffers.Get().(*[]byte)
 	defer uploadBuffers.Put(bp)
 	buf := *bp
 	var total int64
 	for {
-		k, rerr := io.ReadFull(r, buf)
+		k, rerr := fill(r, buf)
 		if k > 0 {
 			w, err := u.Write(buf[:k])
 			total += int64(w)
@@ -207,12 +210,27 @@ func (u *Upload) ReadFrom(r io.Reader) (int64, error) {
 		}
 		switch rerr {
 		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
+		case io.EOF:
 			return total, nil
 		default:
 			return total, rerr
 		}
 	}
+}
+
+// fill reads into buf until it is full or r fails. Unlike io.ReadFull it
+// hands back r's own error unchanged: io.ReadFull turns an early io.EOF into
+// io.ErrUnexpectedEOF and so cannot tell a clean end from a cut-off one.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // uploadBuffer is the size of the writes ReadFrom makes: large writes cost

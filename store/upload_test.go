@@ -241,3 +241,33 @@ func TestReceiveBlob(t *testing.T) {
 		t.Fatal("pushed blob missing")
 	}
 }
+
+// TestCutOffBodyIsNoBlob: a body that ends with io.ErrUnexpectedEOF (what
+// net/http yields for a chunked body cut off mid-way, or a Content-Length
+// that was not met) is an error, never a whole blob: on an upload whose
+// digest is not known in advance, and on a member's unnamed blob stream.
+func TestCutOffBodyIsNoBlob(t *testing.T) {
+	s := testStore(t)
+	data := bytes.Repeat([]byte("chunk "), 3000)
+	cut := func() io.Reader {
+		return io.MultiReader(bytes.NewReader(data[:8192]), iotest.ErrReader(io.ErrUnexpectedEOF))
+	}
+	u, err := s.NewUpload(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(u, cut()); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("copying a cut-off body into an upload: %v, want io.ErrUnexpectedEOF", err)
+	}
+	u.Abort(err)
+	if sha, _, err := s.PutBlob(cut(), "", 0); err == nil {
+		t.Fatalf("a cut-off unnamed blob was stored as %s", sha)
+	}
+	if blobs, _ := os.ReadDir(filepath.Join(s.dir, "blobs")); len(blobs) > 1 { // only tmp/
+		t.Fatalf("blobs left after cut-off bodies: %v", blobs)
+	}
+	// A short last read that ends with io.EOF is a whole body.
+	if sha, n, err := s.PutBlob(iotest.OneByteReader(bytes.NewReader(data)), "", 0); err != nil || sha != shaOf(data) || n != int64(len(data)) {
+		t.Fatalf("whole body read a byte at a time: %s %d %v", sha, n, err)
+	}
+}

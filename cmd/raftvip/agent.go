@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -261,12 +262,16 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	node.SetRPCHandler(apiSrv)
 	health := &healthSource{node: node}
 	var ann announce.Announcer
+	// /metrics is served before the announcer exists: it reads the
+	// announcer through annRef, set once the announcer is made.
+	var annRef atomic.Pointer[announce.Announcer]
 	metrics := healthz.NewMetrics(health, func() []string {
-		if ann == nil {
+		a := annRef.Load()
+		if a == nil || *a == nil {
 			return nil
 		}
 		var out []string
-		for _, p := range ann.Announced() {
+		for _, p := range (*a).Announced() {
 			out = append(out, p.String())
 		}
 		return out
@@ -346,6 +351,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		shutdown(logger, node, servers, nil, false)
 		return err
 	}
+	annRef.Store(&ann)
 	var hooks *notifier
 	if o.notifyScript != "" {
 		hooks = newNotifier(o.notifyScript, o.notifyTimeout, node.ID(), o.vips, logger.With("component", "notify"))
