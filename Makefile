@@ -3,7 +3,11 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(HOME)/go/bin:$(PATH)
 
-.PHONY: build demo test deps lint bench fuzz clean
+.PHONY: build demo test race fault torture deps lint bench fuzz clean
+
+# Packages whose tests run in-process (no namespaces): the race detector
+# runs over them in make test.
+RACE_PKGS = ./store/... ./api/... ./consensus/... ./healthz/... ./haproxy/... ./announce/...
 
 build:
 	$(GO) build -o bin/raftvip ./cmd/raftvip
@@ -19,8 +23,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-test: deps lint build
+test: deps lint build race
 	$(GO) test -count=1 -timeout 20m ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 
 bench: build
 	./bench/writes.sh

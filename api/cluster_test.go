@@ -131,7 +131,8 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 func TestEnrollAndRemoveWhileWriting(t *testing.T) {
 	c := newCluster(t)
 	c.boot(3)
-	w := startWriters(c, 4, func(i int) *tnode { return c.nodes[i%3] })
+	first := append([]*tnode(nil), c.nodes...) // the writers' nodes; c.nodes grows below
+	w := startWriters(c, 4, func(i int) *tnode { return first[i%3] })
 	n4 := c.add(false)
 	c.enroll(n4)
 	n5 := c.add(false)
