@@ -1,0 +1,217 @@
+package fault
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+)
+
+// fault is one injected failure that lasts until healed.
+type fault struct {
+	name  string
+	until time.Time
+	heal  func()
+}
+
+// nemesis injects faults chosen by its seed, at most two at a time.
+type nemesis struct {
+	c      *cluster
+	rng    *rand.Rand
+	h      *history
+	active []*fault
+	log    []string
+	blocks map[[2]int]int // one-way blocks from host a to host b, counted
+	down   map[int]bool   // agents killed or frozen by a fault not yet healed
+}
+
+func (n *nemesis) logf(format string, args ...any) {
+	line := fmt.Sprintf("%8.3fs ", time.Duration(n.h.now()).Seconds()) + fmt.Sprintf(format, args...)
+	n.log = append(n.log, line)
+	n.c.t.Log("nemesis: " + line)
+}
+
+// members are the indexes of the nodes in the cluster.
+func (n *nemesis) members() []int {
+	var out []int
+	for i, m := range n.c.member {
+		if m {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// pick returns a member, the active node half the time.
+func (n *nemesis) pick() int {
+	if n.rng.IntN(2) == 0 {
+		if a := n.c.active(); a >= 0 {
+			return a
+		}
+	}
+	ms := n.members()
+	return ms[n.rng.IntN(len(ms))]
+}
+
+func (n *nemesis) block(from, to int) {
+	k := [2]int{from, to}
+	if n.blocks[k]++; n.blocks[k] == 1 {
+		n.c.hosts[from].Block(n.c.hosts[to])
+	}
+}
+
+func (n *nemesis) unblock(from, to int) {
+	k := [2]int{from, to}
+	if n.blocks[k]--; n.blocks[k] == 0 {
+		n.c.hosts[from].Unblock(n.c.hosts[to])
+	}
+}
+
+// cut blocks every pair (a in as, b in bs) both ways, or one way.
+func (n *nemesis) cut(as, bs []int, oneWay bool) func() {
+	for _, a := range as {
+		for _, b := range bs {
+			n.block(a, b)
+			if !oneWay {
+				n.block(b, a)
+			}
+		}
+	}
+	return func() {
+		for _, a := range as {
+			for _, b := range bs {
+				n.unblock(a, b)
+				if !oneWay {
+					n.unblock(b, a)
+				}
+			}
+		}
+	}
+}
+
+func others(all []int, x ...int) []int {
+	var out []int
+	for _, a := range all {
+		keep := true
+		for _, b := range x {
+			keep = keep && a != b
+		}
+		if keep {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func name(i int) string { return fmt.Sprintf("n%d", i+1) }
+
+// inject starts one fault chosen by the seed.
+func (n *nemesis) inject() {
+	all := []int{0, 1, 2, 3}
+	for {
+		x := n.pick()
+		var f *fault
+		d := time.Duration(1000+n.rng.IntN(3000)) * time.Millisecond
+		switch k := n.rng.IntN(10); k {
+		case 0: // kill -9, restarted when healed
+			if n.down[x] {
+				continue
+			}
+			n.down[x] = true
+			n.c.agent(x).Kill()
+			f = &fault{name: "kill -9 " + name(x), heal: func() { n.c.start(x); n.down[x] = false }}
+		case 1: // frozen
+			if n.down[x] {
+				continue
+			}
+			n.down[x] = true
+			p := n.c.agent(x)
+			p.Stop()
+			f = &fault{name: "SIGSTOP " + name(x), heal: func() { p.Cont(); n.down[x] = false }}
+		case 2: // a graceful restart, at once
+			if n.down[x] {
+				continue
+			}
+			n.logf("restart %s (SIGTERM, start)", name(x))
+			n.c.agent(x).Term(10 * time.Second)
+			n.c.start(x)
+			return
+		case 3, 4: // x against the rest (x is the active node half the time)
+			f = &fault{name: "partition " + name(x) + " | rest", heal: n.cut([]int{x}, others(all, x), false)}
+		case 5: // x cannot send to the rest, but hears them
+			f = &fault{name: "one-way: " + name(x) + " cannot send to the rest", heal: n.cut([]int{x}, others(all, x), true)}
+		case 6: // x is a bridge: the other voters cannot reach each other
+			rest := others([]int{0, 1, 2}, x)
+			if len(rest) < 2 {
+				continue
+			}
+			f = &fault{name: fmt.Sprintf("bridge %s: %s | %s", name(x), name(rest[0]), name(rest[1])), heal: n.cut(rest[:1], rest[1:2], false)}
+		case 7: // slow disk under n3
+			n.c.throttle(8)
+			f = &fault{name: "slow disk under n3 (8 write IOPS)", heal: func() { n.c.throttle(0) }}
+		case 8, 9: // enroll or remove the spare
+			n.member4()
+			return
+		}
+		f.until = time.Now().Add(d)
+		n.logf("start %s for %v", f.name, d)
+		n.active = append(n.active, f)
+		return
+	}
+}
+
+// member4 enrolls n4 or removes it (then wipes it and starts it afresh,
+// ready to be enrolled again).
+func (n *nemesis) member4() {
+	if n.down[3] {
+		return
+	}
+	if !n.c.member[3] {
+		out, err := n.c.cli("ha", "enroll", "http://"+n.c.hosts[3].Addr4+":"+apiPort)
+		n.logf("enroll n4: %v %s", err, strings.TrimSpace(out))
+		if err == nil {
+			n.c.member[3] = true
+		}
+		return
+	}
+	out, err := n.c.cli("ha", "remove", "n4")
+	n.logf("remove n4: %v %s", err, strings.TrimSpace(out))
+	if err != nil {
+		return
+	}
+	n.c.member[3] = false
+	n.c.agent(3).Kill()
+	_ = os.RemoveAll(n.c.dirs[3])
+	_ = os.MkdirAll(n.c.dirs[3], 0o700)
+	n.c.start(3)
+}
+
+// tick heals the faults whose time is up and may start a new one.
+func (n *nemesis) tick() {
+	now := time.Now()
+	kept := n.active[:0]
+	for _, f := range n.active {
+		if now.After(f.until) {
+			n.logf("heal %s", f.name)
+			f.heal()
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	n.active = kept
+	if len(n.active) < 2 && n.rng.IntN(3) == 0 {
+		n.inject()
+	}
+}
+
+// healAll ends every fault.
+func (n *nemesis) healAll() {
+	for _, f := range n.active {
+		n.logf("heal %s", f.name)
+		f.heal()
+	}
+	n.active = nil
+}
+
