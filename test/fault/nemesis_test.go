@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
 )
 
 // fault is one injected failure that lasts until healed.
@@ -214,4 +213,3 @@ func (n *nemesis) healAll() {
 	}
 	n.active = nil
 }
-
