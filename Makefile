@@ -3,7 +3,7 @@
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := $(dir $(GO)):$(HOME)/go/bin:$(PATH)
 
-.PHONY: build demo test race fault torture deps lint bench fuzz clean
+.PHONY: build demo test race torture mutants deps lint bench fuzz clean
 
 # Packages whose tests run in-process (no namespaces): the race detector
 # runs over them in make test.
@@ -28,6 +28,16 @@ test: deps lint build race
 
 race:
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+
+# The fault suite with new seeds until DURATION is up (make test runs its
+# fixed seeds). A failing seed says where its history and logs are.
+DURATION ?= 10m
+torture: deps
+	$(GO) test -count=1 -timeout 0 -v ./test/fault -run TestFaults -args -fault.total $(DURATION)
+
+# Deliberately broken builds that the fault suite must catch.
+mutants: deps
+	./scripts/mutants.sh
 
 bench: build
 	./bench/writes.sh

@@ -4,7 +4,7 @@
 # missing, and only as root (CI runs as root).
 set -euo pipefail
 need=()
-for pkg in make ca-certificates iproute2 haproxy bird2 gobgpd; do
+for pkg in make ca-certificates iproute2 haproxy bird2 gobgpd mount e2fsprogs; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

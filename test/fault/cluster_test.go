@@ -151,6 +151,7 @@ func (c *cluster) slowDisk(i int) {
 		t.Fatalf("losetup: %v: %s", err, out)
 	}
 	c.loop = strings.TrimSpace(string(out))
+	c.throttle(0) // a crashed run may have left a rule for this device number
 	t.Cleanup(func() {
 		c.throttle(0)
 		if a := c.agents[i]; a != nil {
