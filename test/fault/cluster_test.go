@@ -264,35 +264,71 @@ func (c *cluster) active() int {
 	return -1
 }
 
-// settled waits until one node is active and every member has applied the
-// same index with no file missing, and returns their statuses.
-func (c *cluster) settled(within time.Duration) ([]nodeStatus, error) {
-	var last string
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		var sts []nodeStatus
-		ok, actives := true, 0
-		for i := range c.hosts {
-			if !c.member[i] {
-				continue
+// members asks node i for the cluster's members and returns their indexes.
+func (c *cluster) members(i int) ([]int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/members", nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var ms []struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("members: %d: %w", resp.StatusCode, err)
+	}
+	var out []int
+	for _, m := range ms {
+		for j, h := range c.hosts {
+			if h.Name == m.ID {
+				out = append(out, j)
 			}
+		}
+	}
+	return out, nil
+}
+
+// settled waits until one node is active and every member (as the active
+// node lists them) has applied the same index with no file missing, and
+// returns their statuses.
+func (c *cluster) settled(within time.Duration) ([]nodeStatus, error) {
+	last := "no active node"
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		act := c.active()
+		if act < 0 {
+			last = "no active node"
+			continue
+		}
+		ms, err := c.members(act)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var sts []nodeStatus
+		ok := true
+		for _, i := range ms {
 			st, err := c.status(i)
 			if err != nil {
 				ok, last = false, fmt.Sprintf("n%d: %v", i+1, err)
 				break
 			}
-			if st.Active {
-				actives++
-			}
 			if len(sts) > 0 && st.AppliedIndex != sts[0].AppliedIndex || st.FilesMissing > 0 {
-				ok, last = false, fmt.Sprintf("n%d applied %d, files missing %d", i+1, st.AppliedIndex, st.FilesMissing)
+				ok, last = false, fmt.Sprintf("n%d applied %d (n%d %d), files missing %d", i+1, st.AppliedIndex, ms[0]+1, sts[0].AppliedIndex, st.FilesMissing)
 			}
 			sts = append(sts, st)
 		}
-		if ok && actives == 1 {
-			return sts, nil
-		}
 		if ok {
-			last = fmt.Sprintf("%d active nodes", actives)
+			for i := range c.member {
+				c.member[i] = false
+			}
+			for _, i := range ms {
+				c.member[i] = true
+			}
+			return sts, nil
 		}
 	}
 	return nil, fmt.Errorf("the cluster did not settle within %v: %s", within, last)

@@ -117,19 +117,27 @@ func runSeed(t *testing.T, seed uint64) {
 		nem.tick()
 	}
 	nem.healAll()
-	healed := h.now()
-	nem.logf("healed; the workload goes on for 5 s")
-	time.Sleep(5 * time.Second) // the workload runs on the healed cluster: progress is checked below
-	cancel()
-	wg.Wait()
-	w.wait()
-
 	var bad []string
 	add := func(what string, vs []string) {
 		for _, v := range vs {
 			bad = append(bad, what+": "+v)
 		}
 	}
+	// Healed: the cluster must recover and make progress while the
+	// workload goes on, then settle once the workload has stopped.
+	var healed int64
+	for deadline := time.Now().Add(90 * time.Second); c.active() < 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			bad = append(bad, "no node became active within 90 s of the heal")
+			break
+		}
+	}
+	healed = h.now()
+	nem.logf("healed, a node is active; the workload goes on for 3 s")
+	time.Sleep(3 * time.Second) // a span of workload on the healed cluster, checked for progress below
+	cancel()
+	wg.Wait()
+	w.wait()
 	sts, err := c.settled(90 * time.Second)
 	if err != nil {
 		bad = append(bad, err.Error())
