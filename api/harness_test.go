@@ -202,8 +202,25 @@ func (c *tcluster) doH(n *tnode, method, path, body string, hdr map[string]strin
 }
 
 // send sends a request to node n, with the cluster's token once it has one,
-// and returns status, the whole body and the headers.
+// and returns status, the whole body and the headers. A read refused with
+// 503 (the node lost its lease or leadership for a moment, as it may on a
+// loaded machine) is retried for up to 20 s, as a client that honours
+// Retry-After would.
 func (c *tcluster) send(n *tnode, method, path string, body io.Reader, hdr map[string]string) (int, []byte, http.Header) {
+	if body != nil || (method != http.MethodGet && method != http.MethodHead) {
+		return c.sendOnce(n, method, path, body, hdr)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, b, h := c.sendOnce(n, method, path, nil, hdr)
+		if st != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return st, b, h
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *tcluster) sendOnce(n *tnode, method, path string, body io.Reader, hdr map[string]string) (int, []byte, http.Header) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, n.url+path, body)

@@ -399,6 +399,11 @@ func (n *Node) internalHandler() http.Handler {
 			n.notLeader(w)
 		case errors.Is(err, ErrRefused):
 			writeJSON(w, http.StatusConflict, errorBody{Error: err.Error(), Code: "conflict"})
+		case errors.Is(err, ErrUnknownOutcome), errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout):
+			// Adding a member is idempotent (same ID and address), so a
+			// change whose outcome is unknown is simply asked for again,
+			// of whichever node leads next.
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: "retry"})
 		default:
 			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "internal"})
 		}
