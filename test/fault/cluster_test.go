@@ -316,8 +316,11 @@ func (c *cluster) settled(within time.Duration) ([]nodeStatus, error) {
 				ok, last = false, fmt.Sprintf("n%d: %v", i+1, err)
 				break
 			}
-			if len(sts) > 0 && st.AppliedIndex != sts[0].AppliedIndex || st.FilesMissing > 0 {
-				ok, last = false, fmt.Sprintf("n%d applied %d (n%d %d), files missing %d", i+1, st.AppliedIndex, ms[0]+1, sts[0].AppliedIndex, st.FilesMissing)
+			switch {
+			case st.FilesMissing > 0:
+				ok, last = false, fmt.Sprintf("n%d misses %d files", i+1, st.FilesMissing)
+			case len(sts) > 0 && st.AppliedIndex != sts[0].AppliedIndex:
+				ok, last = false, fmt.Sprintf("n%d applied %d (n%d %d)", i+1, st.AppliedIndex, ms[0]+1, sts[0].AppliedIndex)
 			}
 			sts = append(sts, st)
 		}

@@ -102,16 +102,19 @@ func runSeed(t *testing.T, seed uint64) {
 	w := &watchers{c: c, h: h}
 	w.start(ctx)
 	// Clients: three through the VIP, one on each voter directly (each
-	// asks its node; a passive node forwards, or serves ?stale itself).
+	// asks its node; a passive node forwards, or serves ?stale itself),
+	// and a reader of linearizable gets on each voter.
 	var wg sync.WaitGroup
-	targets := []string{vip, vip, vip, c.hosts[0].Addr4, c.hosts[1].Addr4, c.hosts[2].Addr4}
+	targets := []string{vip, vip, vip, c.hosts[0].Addr4, c.hosts[1].Addr4, c.hosts[2].Addr4,
+		c.hosts[0].Addr4, c.hosts[1].Addr4, c.hosts[2].Addr4}
 	for i, tg := range targets {
-		cl := &client{c: c, h: h, id: i, target: tg + ":" + apiPort, direct: tg != vip,
+		cl := &client{c: c, h: h, id: i, target: tg + ":" + apiPort, direct: tg != vip, reader: i >= 6,
 			rng: rand.New(rand.NewPCG(seed, uint64(i+1))), revs: map[string]uint64{}}
 		wg.Add(1)
 		go func() { defer wg.Done(); cl.run(ctx) }()
 	}
-	nem := &nemesis{c: c, rng: rng, h: h, blocks: map[[2]int]int{}, down: map[int]bool{}}
+	nem := &nemesis{c: c, rng: rng, h: h, blocks: map[[2]int]int{}, down: map[int]bool{},
+		changes: make(chan memberChange, 1)}
 	t.Logf("seed %d: faults for %v", seed, *runFlag)
 	for end := time.Now().Add(*runFlag); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		nem.tick()

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,6 +25,10 @@ type nemesis struct {
 	log    []string
 	blocks map[[2]int]int // one-way blocks from host a to host b, counted
 	down   map[int]bool   // agents killed or frozen by a fault not yet healed
+	// An enroll or remove of n4 under way, and where its answer arrives.
+	changing bool
+	changes  chan memberChange
+	wg       sync.WaitGroup
 }
 
 func (n *nemesis) logf(format string, args ...any) {
@@ -113,7 +118,7 @@ func (n *nemesis) inject() {
 		x := n.pick()
 		var f *fault
 		d := time.Duration(1000+n.rng.IntN(3000)) * time.Millisecond
-		switch k := n.rng.IntN(10); k {
+		switch k := n.rng.IntN(11); k {
 		case 0: // kill -9, restarted when healed
 			if n.down[x] {
 				continue
@@ -129,6 +134,18 @@ func (n *nemesis) inject() {
 			p := n.c.agent(x)
 			p.Stop()
 			f = &fault{name: "SIGSTOP " + name(x), heal: func() { p.Cont(); n.down[x] = false }}
+		case 10: // the active node frozen long enough for the rest to elect
+			// a leader and commit writes; it thaws still believing it
+			// leads, with reads waiting in its sockets
+			x = n.c.active()
+			if x < 0 || n.down[x] {
+				continue
+			}
+			n.down[x] = true
+			d = time.Duration(1500+n.rng.IntN(2500)) * time.Millisecond
+			p := n.c.agent(x)
+			p.Stop()
+			f = &fault{name: "SIGSTOP active " + name(x), heal: func() { p.Cont(); n.down[x] = false }}
 		case 2: // a graceful restart, at once
 			if n.down[x] {
 				continue
@@ -161,23 +178,51 @@ func (n *nemesis) inject() {
 	}
 }
 
-// member4 enrolls n4 or removes it (then wipes it and starts it afresh,
-// ready to be enrolled again).
+// memberChange is the answer of an enroll or remove of n4, run beside the
+// nemesis: a CLI call through the VIP can wait its whole 30 s on a frozen
+// node, and the faults must keep their durations meanwhile.
+type memberChange struct {
+	enroll bool
+	out    string
+	err    error
+}
+
+// member4 starts enrolling n4 or removing it. n4 counts as down until the
+// answer is in (no kill or freeze of it meanwhile); apply takes the answer.
 func (n *nemesis) member4() {
-	if n.down[3] {
+	if n.down[3] || n.changing {
 		return
 	}
-	if !n.c.member[3] {
-		out, err := n.c.cli("ha", "enroll", "http://"+n.c.hosts[3].Addr4+":"+apiPort)
-		n.logf("enroll n4: %v %s", err, strings.TrimSpace(out))
-		if err == nil {
+	n.changing, n.down[3] = true, true
+	enroll := !n.c.member[3]
+	n.logf("%s n4 begins", map[bool]string{true: "enroll", false: "remove"}[enroll])
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		var ch memberChange
+		if enroll {
+			ch.out, ch.err = n.c.cli("ha", "enroll", "http://"+n.c.hosts[3].Addr4+":"+apiPort)
+		} else {
+			ch.out, ch.err = n.c.cli("ha", "remove", "n4")
+		}
+		ch.enroll = enroll
+		n.changes <- ch
+	}()
+}
+
+// apply takes the answer of an enroll or remove of n4; after a remove n4 is
+// wiped and started afresh, ready to be enrolled again.
+func (n *nemesis) apply(ch memberChange) {
+	n.changing, n.down[3] = false, false
+	if ch.enroll {
+		n.logf("enroll n4: %v %s", ch.err, strings.TrimSpace(ch.out))
+		if ch.err == nil {
 			n.c.member[3] = true
 		}
 		return
 	}
-	out, err := n.c.cli("ha", "remove", "n4")
-	n.logf("remove n4: %v %s", err, strings.TrimSpace(out))
-	if err != nil {
+	n.logf("remove n4: %v %s", ch.err, strings.TrimSpace(ch.out))
+	if ch.err != nil {
 		return
 	}
 	n.c.member[3] = false
@@ -189,6 +234,11 @@ func (n *nemesis) member4() {
 
 // tick heals the faults whose time is up and may start a new one.
 func (n *nemesis) tick() {
+	select {
+	case ch := <-n.changes:
+		n.apply(ch)
+	default:
+	}
 	now := time.Now()
 	kept := n.active[:0]
 	for _, f := range n.active {
@@ -205,11 +255,15 @@ func (n *nemesis) tick() {
 	}
 }
 
-// healAll ends every fault.
+// healAll ends every fault, then waits for an enroll or remove under way.
 func (n *nemesis) healAll() {
 	for _, f := range n.active {
 		n.logf("heal %s", f.name)
 		f.heal()
 	}
 	n.active = nil
+	if n.changing {
+		n.apply(<-n.changes)
+	}
+	n.wg.Wait()
 }
