@@ -5,7 +5,9 @@
 // (active or not, in which Raft term) and the Announcer does whatever its
 // mechanism needs (add an address, answer ARP, send gratuitous ARP, announce
 // a BGP route). Implementations live in sub-packages: announce/arp for flat
-// layer-2 networks. The package never imports consensus/: an Announcer is
+// layer-2 networks, announce/bgp for routed ones; announce/fence holds the
+// lease in the kernel beside either of them (nftables), so that a killed or
+// frozen agent's node stops taking VIP traffic when its lease ends. The package never imports consensus/: an Announcer is
 // handed a function that says, at any instant, whether the node is still
 // active, and it checks it before every answer it gives, so that a node whose
 // lease has lapsed answers nothing even before Set(passive) reaches it.

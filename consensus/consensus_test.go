@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -289,5 +290,63 @@ func TestTranslateOutcome(t *testing.T) {
 		if tc.want != ErrUnknownOutcome && errors.Is(got, ErrUnknownOutcome) {
 			t.Errorf("translate(%v) = %v: a refusal reported as unknown", tc.raft, got)
 		}
+	}
+}
+
+// fakeLease records what a node puts into its kernel lease.
+type fakeLease struct {
+	mu    sync.Mutex
+	holds []time.Time
+	at    []time.Time // when each Hold came
+}
+
+func (f *fakeLease) Hold(until time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.holds = append(f.holds, until)
+	f.at = append(f.at, time.Now())
+	return nil
+}
+
+func (f *fakeLease) last() (time.Time, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.holds) == 0 {
+		return time.Time{}, 0
+	}
+	return f.holds[len(f.holds)-1], len(f.holds)
+}
+
+// TestKernelLeaseFollowsLease: the kernel copy of the lease is renewed
+// while the node is active, never beyond the node's own lease, and
+// withdrawn when the node closes.
+func TestKernelLeaseFollowsLease(t *testing.T) {
+	a := newCluster(t, "a")
+	f := &fakeLease{}
+	a.SetKernelLease(f)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		until, n := f.last()
+		if n >= 5 && !until.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d renewals in 10 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.mu.Lock()
+	for i, u := range f.holds {
+		if left := u.Sub(f.at[i]); left > a.Timing().ActiveLease {
+			t.Errorf("the kernel was given %v, more than the active lease %v", left, a.Timing().ActiveLease)
+		}
+	}
+	f.mu.Unlock()
+	if st := a.Status().Fence; st == nil || !st.Held || st.LeftMs <= 0 {
+		t.Fatalf("status fence %+v", st)
+	}
+	a.Close()
+	if until, _ := f.last(); !until.IsZero() {
+		t.Fatalf("the kernel still holds a lease until %v after Close", until)
 	}
 }

@@ -64,6 +64,9 @@ type Node struct {
 	readyTerm    uint64 // term whose barrier has completed on this leader
 	transferring bool
 
+	fenceMu sync.Mutex
+	fence   *kernelLease
+
 	subMu sync.Mutex
 	subs  map[chan Active]struct{}
 	last  Active
@@ -583,6 +586,7 @@ func (n *Node) Subscribe() (<-chan Active, func()) {
 }
 
 func (n *Node) publish() {
+	n.syncFence() // the kernel first: it must never hold a lease the node has let go
 	a := n.current()
 	n.subMu.Lock()
 	defer n.subMu.Unlock()

@@ -36,7 +36,9 @@ type NodeStatus struct {
 	AppliedIndex     uint64 `json:"applied_index"`
 	StateHash        string `json:"state_hash"`
 	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
-	Timing           Timing `json:"timing"`
+	// Fence is the kernel's copy of the lease (nil: no fence).
+	Fence  *FenceStatus `json:"fence,omitempty"`
+	Timing Timing       `json:"timing"`
 	// FilesMissing is how many committed files' contents this node does
 	// not hold yet (its file lag); reported by FullStatus only.
 	FilesMissing int `json:"files_missing"`
@@ -70,6 +72,7 @@ func (n *Node) Status() NodeStatus {
 	st.CommitIndex = r.CommitIndex()
 	st.Active = n.IsActive()
 	st.LeaseRemainingMs = n.LeaseRemaining().Milliseconds()
+	st.Fence = n.fenceStatus()
 	switch {
 	case rs == raft.Leader:
 		st.LastContactMs = 0

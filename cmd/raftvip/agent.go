@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftvip/raftvip/announce"
 	"github.com/raftvip/raftvip/announce/arp"
+	"github.com/raftvip/raftvip/announce/fence"
 	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/healthz"
@@ -61,6 +62,8 @@ type agentOptions struct {
 	bgpLarge       []string
 	bgpNextHops    []string
 	bgpHolder      string
+	fence          bool
+	fenceTable     string
 	agentAddr      string
 	agentWeight    int
 	drainDelay     time.Duration
@@ -124,6 +127,8 @@ environment, which wins over the file.`,
 	f.StringArrayVar(&o.bgpLarge, "bgp-large-community", nil, "large community G:D1:D2 added to the announcements (repeatable)")
 	f.StringArrayVar(&o.bgpNextHops, "bgp-next-hop", nil, "next hop to announce, per family (default: this node's address on each session)")
 	f.StringVar(&o.bgpHolder, "bgp-holder", "lo", "interface that holds the VIP while it is announced (lo or a dummy; - for none)")
+	f.BoolVar(&o.fence, "fence", true, "hold the active lease in the kernel too (nftables): VIP traffic is dropped when the lease ends, even if this agent is killed or frozen")
+	f.StringVar(&o.fenceTable, "fence-table", fence.DefaultTable, "nftables table (family inet) the fence owns")
 	f.StringVar(&o.healthAddr, "health-addr", "", "also serve /healthz/* and /metrics in plain HTTP on this host:port (for load balancers without client TLS)")
 	f.StringVar(&o.agentAddr, "agent-check-addr", "", "answer HAProxy agent checks on this host:port")
 	f.IntVar(&o.agentWeight, "agent-weight", 100, "weight (percent) the agent check announces on the active node")
@@ -346,6 +351,22 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		logger.Info("waiting to be initialised ('raftvip ha init') or enrolled ('raftvip ha enroll " + cfg.APIURL + "' on the active node)")
 	}
 
+	// The fence before the announcer: VIP traffic is dropped from the
+	// start, until the node holds a lease.
+	fen, err := newFence(o)
+	if err != nil {
+		shutdown(logger, node, servers, nil, false)
+		return err
+	}
+	if fen != nil {
+		defer func() {
+			if err := fen.Close(); err != nil {
+				logger.Warn("removing the kernel fence", "err", err)
+			}
+		}()
+		node.SetKernelLease(fen)
+		logger.Info("kernel fence installed", "table", "inet "+o.fenceTable)
+	}
 	ann, err = newAnnouncer(ctx, logger, o, node)
 	if err != nil {
 		shutdown(logger, node, servers, nil, false)
@@ -377,6 +398,22 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	<-followDone
 	hooks.close()
 	return nil
+}
+
+// newFence installs the kernel fence for --vip, unless --fence=false.
+func newFence(o *agentOptions) (*fence.Fence, error) {
+	if len(o.vips) == 0 || !o.fence {
+		return nil, nil
+	}
+	vips := make([]netip.Prefix, len(o.vips))
+	for i, v := range o.vips {
+		vips[i], _ = parseVIP(v, o.vipMode == "bgp")
+	}
+	f, err := fence.New(fence.Config{Table: o.fenceTable, VIPs: vips})
+	if err != nil {
+		return nil, fmt.Errorf("%w; the kernel fence needs nftables (Linux nf_tables) and CAP_NET_ADMIN: pass --fence=false to run without it, relying on the agent alone to let go of the VIP", err)
+	}
+	return f, nil
 }
 
 // newAnnouncer makes the ARP/NDP announcer for --vip, if any.

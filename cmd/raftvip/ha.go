@@ -340,15 +340,31 @@ func fileLag(s *consensus.NodeStatus) string {
 	return fmt.Sprintf("%d (%s, %.0f%% fetched)", s.FilesMissing, human(s.FilesMissingBytes), pct)
 }
 
+// fenceWord says what a node's kernel fence lets in: "off" (none), "closed"
+// (VIP traffic dropped), "open 231ms" (the lease the kernel holds), or
+// "FAULT" when the last update failed.
+func fenceWord(f *consensus.FenceStatus) string {
+	switch {
+	case f == nil:
+		return "off"
+	case f.Error != "":
+		return "FAULT"
+	case f.Held:
+		return fmt.Sprintf("open %dms", f.LeftMs)
+	default:
+		return "closed"
+	}
+}
+
 // printStatus writes the cluster status as a table and its warnings in
 // plain words.
 func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 	fmt.Fprintf(w, "cluster %s, term %d, %d voters (quorum %d), seen from %s\n", cs.ClusterID, cs.Term, cs.Voters, cs.Quorum, cs.Self)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tTERM\tLAST CONTACT\tCOMMIT\tAPPLIED\tLAG\tFILES LAG\tCONSENSUS\tSTATE HASH")
+	fmt.Fprintln(tw, "ID\tROLE\tTERM\tLAST CONTACT\tCOMMIT\tAPPLIED\tLAG\tFILES LAG\tFENCE\tCONSENSUS\tSTATE HASH")
 	for _, m := range cs.Members {
 		if m.Status == nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t-\t-\t%s\t-\n", m.ID, m.ConsensusAddr)
+			fmt.Fprintf(tw, "%s\tunreachable\t-\t-\t-\t-\t-\t-\t-\t%s\t-\n", m.ID, m.ConsensusAddr)
 			continue
 		}
 		s := m.Status
@@ -366,7 +382,7 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 		if hash == "" {
 			hash = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, fileLag(s), m.ConsensusAddr, hash)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", m.ID, s.Role, s.Term, contact, s.CommitIndex, s.AppliedIndex, m.Lag, fileLag(s), fenceWord(s.Fence), m.ConsensusAddr, hash)
 	}
 	_ = tw.Flush()
 	for _, m := range cs.Members {
@@ -391,6 +407,11 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 			line += "; peers: " + strings.Join(ps, ", ")
 		}
 		fmt.Fprintln(w, line)
+	}
+	for _, m := range cs.Members {
+		if m.Status != nil && m.Status.Fence != nil && m.Status.Fence.Error != "" {
+			fmt.Fprintf(w, "%s kernel fence: %s\n", m.ID, m.Status.Fence.Error)
+		}
 	}
 	if cs.CheckIndex > 0 {
 		verdict := "identical on every reachable member"

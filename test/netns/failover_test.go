@@ -17,6 +17,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(serveEnv); addr != "" {
+		serveService(addr, os.Getenv(serveNameEnv))
+		return
+	}
 	dir, err := os.MkdirTemp("", "raftvip-netns-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
