@@ -298,6 +298,11 @@ func New(ctx context.Context, cfg Config) (*Announcer, error) {
 		a.srv.Stop()
 		return nil, fmt.Errorf("starting BGP: %w", err)
 	}
+	if err := importNothing(ctx, a.srv); err != nil {
+		_ = a.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		a.srv.Stop()
+		return nil, fmt.Errorf("setting BGP import policy: %w", err)
+	}
 	dctx, cancel := context.WithCancel(context.Background())
 	a.stopDamp, a.dampDone = cancel, make(chan struct{})
 	go func() {
@@ -314,6 +319,27 @@ func New(ctx context.Context, cfg Config) (*Announcer, error) {
 		}
 	}
 	return a, nil
+}
+
+// importPolicy is the name of the global import policy: only the node's
+// own paths enter its RIB.
+const importPolicy = "raftvip-import-local-only"
+
+// importNothing makes the RIB keep no route a router sends: raftvip
+// announces, it does not route. Its own paths pass the import policy (it
+// applies to them too); every other path is rejected.
+func importNothing(ctx context.Context, srv *server.BgpServer) error {
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: importPolicy, Statements: []*api.Statement{{
+		Name:       importPolicy + "-own",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}}); err != nil {
+		return err
+	}
+	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT,
+		Policies: []*api.Policy{{Name: importPolicy}}, DefaultAction: api.RouteAction_REJECT,
+	}})
 }
 
 func peerConf(p Peer) *api.Peer {
@@ -522,6 +548,9 @@ type PeerStatus struct {
 	ASN     uint32 `json:"asn"`
 	State   string `json:"state"` // idle, connect, active, opensent, openconfirm, established
 	Uptime  string `json:"uptime,omitempty"`
+	// Received counts the paths the router sent on this session (held in
+	// GoBGP's Adj-RIB-In; none of them enters the RIB).
+	Received uint64 `json:"received"`
 }
 
 // Status is what this node's BGP speaker does: its sessions and what it
@@ -534,6 +563,9 @@ type Status struct {
 	Term      uint64       `json:"term,omitempty"`
 	VIPs      []string     `json:"vips"`
 	Peers     []PeerStatus `json:"peers"`
+	// RIBPaths counts the paths in the node's RIB, both families: its own
+	// only, since nothing a router sends is imported.
+	RIBPaths uint64 `json:"rib_paths"`
 }
 
 // Status lists the sessions and the announcement.
@@ -550,8 +582,16 @@ func (a *Announcer) Status(ctx context.Context) Status {
 		if up := p.GetTimers().GetState().GetUptime(); up != nil && ps.State == "established" {
 			ps.Uptime = time.Since(up.AsTime()).Round(time.Second).String()
 		}
+		for _, af := range p.GetAfiSafis() {
+			ps.Received += af.GetState().GetReceived()
+		}
 		st.Peers = append(st.Peers, ps)
 	})
+	for _, f := range []*api.Family{{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, {Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}} {
+		if t, err := a.srv.GetTable(ctx, &api.GetTableRequest{TableType: api.TableType_GLOBAL, Family: f}); err == nil {
+			st.RIBPaths += t.NumPath
+		}
+	}
 	return st
 }
 
@@ -576,9 +616,41 @@ func (a *Announcer) Close() error {
 	}
 	a.stopDamp()
 	<-a.dampDone
+	a.shutdownPeers(ctx)
 	errs = append(errs, a.srv.StopBgp(ctx, &api.StopBgpRequest{}))
 	a.srv.Stop()
 	return errors.Join(errs...)
+}
+
+// shutdownPeers ends every session with a NOTIFICATION Cease,
+// Administrative Shutdown (subcode 2, RFC 4486) and a shutdown
+// communication (RFC 9003), and waits (within ctx) until no session is
+// established, so that StopBgp, which would send subcode 3 (Peer
+// De-configured), finds none to close.
+func (a *Announcer) shutdownPeers(ctx context.Context) {
+	for _, p := range a.cfg.Peers {
+		if err := a.srv.DisablePeer(ctx, &api.DisablePeerRequest{Address: p.Address, Communication: "raftvip agent stopping"}); err != nil {
+			a.logger.Warn("shutting BGP session down", "peer", p.Address, "err", err)
+		}
+	}
+	wait := time.NewTicker(10 * time.Millisecond)
+	defer wait.Stop()
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		up := 0
+		_ = a.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED {
+				up++
+			}
+		})
+		if up == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
+	}
 }
 
 // logAdapter sends GoBGP's log to slog.

@@ -401,10 +401,17 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 			var ps []string
 			for _, p := range peers {
 				if pm, ok := p.(map[string]any); ok {
-					ps = append(ps, fmt.Sprintf("%v %v", pm["address"], pm["state"]))
+					p := fmt.Sprintf("%v %v", pm["address"], pm["state"])
+					if n, ok := pm["received"].(float64); ok && n > 0 {
+						p += fmt.Sprintf(" (sent us %.0f paths)", n)
+					}
+					ps = append(ps, p)
 				}
 			}
 			line += "; peers: " + strings.Join(ps, ", ")
+		}
+		if n, ok := ann["rib_paths"].(float64); ok {
+			line += fmt.Sprintf("; RIB: %.0f paths (its own; nothing is imported)", n)
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -1,3 +1,11 @@
+// Listeners are plain TCP, not MPTCP (Go's default for listeners since 1.24):
+// the kernel refuses IP_TTL on an MPTCP socket (EOPNOTSUPP), so GoBGP could
+// not set TTL 255 on its listener on port 179 and warned "cannot set TTL
+// (255) for TCPListener" at every start; routers that check the TTL (GTSM,
+// RFC 5082) would have refused the sessions it accepts.
+//
+//go:debug multipathtcp=0
+
 package main
 
 import (

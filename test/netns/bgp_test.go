@@ -397,6 +397,19 @@ func TestBGPGracefulStop(t *testing.T) {
 		return best != ""
 	})
 	t.Logf("the stopped node's path was gone %v after SIGTERM", time.Since(stopped).Round(time.Millisecond))
+	// The session was closed as an administrative shutdown (Cease subcode
+	// 2, with the shutdown communication), not as a de-configured peer.
+	name := c.nodes[a].Name + "4"
+	waitFor(t, 10*time.Second, "BIRD reports an administrative shutdown of "+name, func() bool {
+		out, _ := c.bird.Run("birdc", "-s", c.birdSock, "show", "protocols", "all", name)
+		return strings.Contains(out, "Administrative shutdown")
+	})
+	out, _ := c.bird.Run("birdc", "-s", c.birdSock, "show", "protocols", "all", name)
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "Last error") || strings.Contains(l, "shutdown") {
+			t.Logf("BIRD: %s", strings.TrimSpace(l))
+		}
+	}
 }
 
 // TestBGPStandby: in standby mode the passive nodes announce the VIP too,
@@ -529,4 +542,72 @@ func TestBGPMD5(t *testing.T) {
 		return strings.Contains(out, "holding it down") && strings.Contains(out, "for=2s") && strings.Contains(out, "for=4s")
 	})
 	waitFor(t, 30*time.Second, "the session is established after the backoff", func() bool { return established() && learned() })
+}
+
+// TestBGPImportsNothing: routes a router sends stay out of the node's RIB
+// (raftvip announces; it does not route), while the node's own VIP paths
+// are announced as before.
+func TestBGPImportsNothing(t *testing.T) {
+	// Listening on port 179 as well: GoBGP's listener must get TTL 255.
+	c := newBGPCluster(t, "--bgp-listen-port", "179")
+	const routes = 50
+	for i := 0; i < routes; i++ {
+		c.gobgp.MustRun("gobgp", "-u", "127.0.0.1", "-p", "50051", "global", "rib", "add", "-a", "ipv4", fmt.Sprintf("198.19.%d.0/24", 200+i))
+	}
+	waitFor(t, 30*time.Second, "the routers learn the VIP", func() bool { return c.nodeByAddr(c.gobgpBest(bgpVIP4)) >= 0 })
+	var last string
+	waitFor(t, 30*time.Second, "every node's gobgpd session has sent the routes", func() bool {
+		out, err := c.client.Run(binary, "ha", "dump", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		if err != nil {
+			return false
+		}
+		var d struct {
+			Status struct {
+				Members []struct {
+					ID     string `json:"id"`
+					Status *struct {
+						Announcer *struct {
+							RIBPaths uint64 `json:"rib_paths"`
+							Peers    []struct {
+								Address  string `json:"address"`
+								Received uint64 `json:"received"`
+							} `json:"peers"`
+						} `json:"announcer"`
+					} `json:"status"`
+				} `json:"members"`
+			} `json:"status"`
+		}
+		if json.Unmarshal([]byte(out), &d) != nil || len(d.Status.Members) != 3 {
+			return false
+		}
+		last = out
+		for _, m := range d.Status.Members {
+			if m.Status == nil || m.Status.Announcer == nil {
+				return false
+			}
+			a := m.Status.Announcer
+			// Its own paths only: the VIPs (v4 and v6) at most.
+			if a.RIBPaths > 2 {
+				t.Fatalf("%s's RIB holds %d paths, with %d routes sent by the router", m.ID, a.RIBPaths, routes)
+			}
+			got := uint64(0)
+			for _, p := range a.Peers {
+				if p.Address == "198.18.0.21" {
+					got = p.Received
+				}
+			}
+			if got < routes {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("every node received the router's %d routes and imported none:\n%s", routes, last)
+	for i, a := range c.agents {
+		for _, l := range a.Lines() {
+			if strings.Contains(l, "cannot set TTL") {
+				t.Fatalf("n%d: %s", i+1, l)
+			}
+		}
+	}
 }

@@ -59,7 +59,7 @@ func (c *cluster) lateAccept(freeze bool) (old int, late time.Duration) {
 	h := c.nodes[old]
 	c.client.MustRun("ip", "neigh", "replace", vip4, "lladdr", h.MAC(), "dev", "eth0", "nud", "permanent")
 	defer c.client.MustRun("ip", "neigh", "del", vip4, "dev", "eth0")
-	probe := c.client.Start("probe", binary, "debug", "probe", "--url", "http://"+vip4+":"+servicePort+"/", "--interval", "10ms", "--duration", "3s")
+	probe := c.client.Start("probe", binary, "debug", "probe", "--url", "http://"+vip4+":"+servicePort+"/", "--interval", "10ms", "--duration", "2s")
 	waitLines(t, probe, 20, 5*time.Second)
 	failed := time.Now()
 	if freeze {
