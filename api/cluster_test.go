@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -413,5 +414,48 @@ func TestDivergenceDetected(t *testing.T) {
 	}
 	if cs.Consistent || !strings.Contains(strings.Join(cs.Warnings, "\n"), "DIVERGENCE") {
 		t.Fatalf("divergence not reported: %s", body)
+	}
+}
+
+// TestNotReadyHandsOver: an active node whose announcer cannot do its job
+// hands leadership to a ready voter and says why; with no ready voter, the
+// active node stays (an unready active node is better than none).
+func TestNotReadyHandsOver(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(10 * time.Second)
+	act.node.SetReadiness(func() string { return "test: the announcer is broken" })
+	deadline := time.Now().Add(15 * time.Second)
+	var next *tnode
+	for next == nil || next == act {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not ready and still active after 15 s", act.id)
+		}
+		time.Sleep(20 * time.Millisecond)
+		next = c.active(5 * time.Second)
+	}
+	st := act.node.Status()
+	if st.HandedOver == nil || st.HandedOver.To != next.id || st.NotReady == "" {
+		t.Fatalf("%s's status after the hand-over: handed_over %+v, not_ready %q", act.id, st.HandedOver, st.NotReady)
+	}
+	cs, err := next.node.ClusterStatus(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	said := false
+	for _, w := range cs.Warnings {
+		said = said || strings.Contains(w, act.id+" handed leadership to "+next.id) && strings.Contains(w, "the announcer is broken")
+	}
+	if !said {
+		t.Fatalf("ha status does not say why: %q", cs.Warnings)
+	}
+	// Nobody ready: the active node stays.
+	for _, n := range c.nodes {
+		n.node.SetReadiness(func() string { return "test: no router" })
+	}
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if a := c.active(5 * time.Second); a != next {
+			t.Fatalf("with no ready voter, %s handed over to %s", next.id, a.id)
+		}
 	}
 }

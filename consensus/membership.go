@@ -562,6 +562,12 @@ func (n *Node) Remove(ctx context.Context, target string) error {
 // caught-up passive node when target is empty. This node stops being active
 // before Raft starts the hand-over.
 func (n *Node) Transfer(ctx context.Context, target string) (string, error) {
+	return n.transfer(ctx, target, false)
+}
+
+// transfer is Transfer; with an empty target and readyOnly it hands over
+// only to a node whose announcer is ready.
+func (n *Node) transfer(ctx context.Context, target string, readyOnly bool) (string, error) {
 	r := n.r()
 	if r == nil {
 		return "", ErrNotInCluster
@@ -573,7 +579,7 @@ func (n *Node) Transfer(ctx context.Context, target string) (string, error) {
 	var s raft.Server
 	var err error
 	if target == "" {
-		s, err = n.pickSuccessor(ctx, r)
+		s, err = n.pickSuccessor(ctx, r, readyOnly)
 	} else if s, err = n.findServer(r, target); err == nil {
 		switch {
 		case string(s.ID) == n.cfg.NodeID:
@@ -614,9 +620,9 @@ func (n *Node) memberMap() map[string]store.Member {
 	return out
 }
 
-// pickSuccessor chooses the reachable non-observer voter with the highest
-// applied index.
-func (n *Node) pickSuccessor(ctx context.Context, r *raft.Raft) (raft.Server, error) {
+// pickSuccessor chooses the reachable non-observer voter whose announcer is
+// ready (only those when readyOnly) with the highest applied index.
+func (n *Node) pickSuccessor(ctx context.Context, r *raft.Raft, readyOnly bool) (raft.Server, error) {
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return raft.Server{}, translate(err)
@@ -629,13 +635,24 @@ func (n *Node) pickSuccessor(ctx context.Context, r *raft.Raft) (raft.Server, er
 		}
 	}
 	sts := n.fetchStatuses(ctx, cands)
-	best, bestApplied := -1, uint64(0)
+	// A node whose announcer can do its job first, then the most caught-up.
+	best, bestReady, bestApplied := -1, false, uint64(0)
 	for i, st := range sts {
-		if st.err == nil && (best < 0 || st.status.AppliedIndex > bestApplied) {
-			best, bestApplied = i, st.status.AppliedIndex
+		if st.err != nil {
+			continue
+		}
+		ready := st.status.NotReady == ""
+		if readyOnly && !ready {
+			continue
+		}
+		if best < 0 || ready && !bestReady || ready == bestReady && st.status.AppliedIndex > bestApplied {
+			best, bestReady, bestApplied = i, ready, st.status.AppliedIndex
 		}
 	}
 	if best < 0 {
+		if readyOnly {
+			return raft.Server{}, fmt.Errorf("%w: no reachable passive node is ready to take over", ErrRefused)
+		}
 		return raft.Server{}, fmt.Errorf("%w: no reachable passive node to hand over to", ErrRefused)
 	}
 	return cands[best], nil

@@ -45,19 +45,21 @@ type Node struct {
 	logger *slog.Logger
 	store  *store.Store
 
-	mu          sync.Mutex // guards the fields below, which change on Init/Join/Close
-	state       *HAState
-	mat         *Material
-	raft        *raft.Raft
-	trans       *raft.NetworkTransport
-	logStore    *raftboltdb.BoltStore
-	mux         *mux
-	servers     []*http.Server
-	rpcHandler  http.Handler
-	client      *http.Client
-	bclient     *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
-	statusExtra func() any
-	closed      bool
+	mu           sync.Mutex // guards the fields below, which change on Init/Join/Close
+	state        *HAState
+	mat          *Material
+	raft         *raft.Raft
+	trans        *raft.NetworkTransport
+	logStore     *raftboltdb.BoltStore
+	mux          *mux
+	servers      []*http.Server
+	rpcHandler   http.Handler
+	client       *http.Client
+	bclient      *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
+	statusExtra  func() any
+	readiness    ReadinessFunc
+	lastHandOver HandOver
+	closed       bool
 
 	leaseMu      sync.Mutex
 	leaseUntil   time.Time
@@ -335,8 +337,9 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	n.servers = []*http.Server{rpcSrv, joinSrv}
 	go rpcSrv.Serve(m.subs[streamRPC])
 	go joinSrv.Serve(m.subs[streamJoin])
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.runLeadership(r)
+	go n.runReadiness(r)
 	obs := make(chan raft.Observation, 16)
 	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.ResumedHeartbeatObservation)
@@ -459,6 +462,10 @@ func (n *Node) runLeadership(r *raft.Raft) {
 				if err := n.fetchMissingBlobs(term); err != nil {
 					n.logger.Warn("leader lacks committed files; not becoming active", "term", term, "err", err)
 					barrierTerm.CompareAndSwap(term, 0)
+					return
+				}
+				// Not becoming active while a ready voter could be.
+				if why := n.notReady(); why != "" && !n.cfg.Observer && n.handToReady(why, true) {
 					return
 				}
 				n.leaseMu.Lock()

@@ -36,6 +36,12 @@ type NodeStatus struct {
 	AppliedIndex     uint64 `json:"applied_index"`
 	StateHash        string `json:"state_hash"`
 	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
+	// NotReady says why this node's announcer cannot do its job ("" when
+	// it can); a leader that is not ready hands over to a ready voter.
+	NotReady string `json:"not_ready,omitempty"`
+	// HandedOver is the last time this node gave leadership away because
+	// it was not ready.
+	HandedOver *HandOver `json:"handed_over,omitempty"`
 	// Fence is the kernel's copy of the lease (nil: no fence).
 	Fence  *FenceStatus `json:"fence,omitempty"`
 	Timing Timing       `json:"timing"`
@@ -73,6 +79,13 @@ func (n *Node) Status() NodeStatus {
 	st.Active = n.IsActive()
 	st.LeaseRemainingMs = n.LeaseRemaining().Milliseconds()
 	st.Fence = n.fenceStatus()
+	st.NotReady = n.notReady()
+	n.mu.Lock()
+	if !n.lastHandOver.At.IsZero() {
+		h := n.lastHandOver
+		st.HandedOver = &h
+	}
+	n.mu.Unlock()
 	switch {
 	case rs == raft.Leader:
 		st.LastContactMs = 0
@@ -246,6 +259,19 @@ func (n *Node) ClusterStatus(ctx context.Context) (*ClusterStatus, error) {
 			}
 			if ms.Lag > 1000 {
 				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s lags %d entries behind the leader", s.ID, ms.Lag))
+			}
+			if st.NotReady != "" {
+				w := fmt.Sprintf("node %s is not ready: %s", s.ID, st.NotReady)
+				if st.Active {
+					w += "; it stays active only while no ready voter can take over"
+				} else {
+					w += "; it will not stay active while a ready voter exists"
+				}
+				cs.Warnings = append(cs.Warnings, w)
+			}
+			if h := st.HandedOver; h != nil && time.Since(h.At) < 10*time.Minute {
+				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s handed leadership to %s %v ago because it was not ready: %s",
+					s.ID, h.To, time.Since(h.At).Round(time.Second), h.Why))
 			}
 			if st.LastContactMs > 3*n.cfg.Timing.Heartbeat.Milliseconds() {
 				cs.Warnings = append(cs.Warnings, fmt.Sprintf("node %s last heard from the leader %d ms ago", s.ID, st.LastContactMs))

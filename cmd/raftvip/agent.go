@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftvip/raftvip/announce"
 	"github.com/raftvip/raftvip/announce/arp"
+	"github.com/raftvip/raftvip/announce/bgp"
 	"github.com/raftvip/raftvip/announce/fence"
 	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
@@ -373,6 +374,12 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		return err
 	}
 	annRef.Store(&ann)
+	// The watcher asks the announcer: it stops before the announcer does.
+	var ready *readiness
+	if check := readinessCheck(o, node, ann); check != nil {
+		ready = watchReadiness(check, 250*time.Millisecond)
+		node.SetReadiness(ready.NotReady)
+	}
 	var hooks *notifier
 	if o.notifyScript != "" {
 		hooks = newNotifier(o.notifyScript, o.notifyTimeout, node.ID(), o.vips, logger.With("component", "notify"))
@@ -382,6 +389,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case err := <-serveErr:
+		ready.Close()
 		shutdown(logger, node, servers, ann, false)
 		<-followDone
 		hooks.close()
@@ -394,10 +402,27 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		logger.Info("draining before handing over", "for", o.drainDelay)
 		time.Sleep(o.drainDelay)
 	}
+	ready.Close()
 	shutdown(logger, node, servers, ann, true)
 	<-followDone
 	hooks.close()
 	return nil
+}
+
+// readinessCheck says how to tell whether the announcer can do its job;
+// nil when there is none (no --vip: a load balancer decides).
+func readinessCheck(o *agentOptions, node *consensus.Node, ann announce.Announcer) func(context.Context) string {
+	if b, ok := ann.(*bgp.Announcer); ok {
+		return bgpReady(b)
+	}
+	if ann == nil || o.vipScript != "" {
+		return nil
+	}
+	iface := o.virtInterface
+	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
+		iface = st.VirtInterface
+	}
+	return linkReady(iface)
 }
 
 // newFence installs the kernel fence for --vip, unless --fence=false.

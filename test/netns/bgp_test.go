@@ -611,3 +611,35 @@ func TestBGPImportsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestBGPNotReadyMoves: the active node's BGP sessions are cut while the
+// others' stay up (its link to the cluster is fine): it is not ready, so it
+// hands leadership to a node with sessions, the routers' best path follows,
+// and ha status says why.
+func TestBGPNotReadyMoves(t *testing.T) {
+	c := newBGPCluster(t)
+	for i := range c.nodes {
+		c.waitSessions(i, 60*time.Second)
+	}
+	var old int
+	c.routedFailover(false, true, func(a int) {
+		old = a
+		c.nodes[a].Block(c.bird, c.gobgp)
+		c.bird.Block(c.nodes[a])
+		c.gobgp.Block(c.nodes[a])
+	}, nil)
+	var out string
+	waitFor(t, 20*time.Second, "ha status says why the active node moved", func() bool {
+		var err error
+		out, err = c.client.Run(binary, "ha", "status", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		return err == nil && strings.Contains(out, c.nodes[old].Name+" handed leadership to") && strings.Contains(out, "no BGP session established")
+	})
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "WARNING") {
+			t.Log(l)
+		}
+	}
+	c.nodes[old].Unblock(c.bird, c.gobgp)
+	c.bird.Unblock(c.nodes[old])
+	c.gobgp.Unblock(c.nodes[old])
+}
