@@ -9,6 +9,15 @@
 // followers' heartbeat timeout: no follower can start an election while the
 // lease runs, so no two nodes are ever active at once (DESIGN.md, invariant 1).
 //
+// SetKernelLease gives the node a copy of its lease outside the process (the
+// nftables fence of announce/fence): every renewal is put into it after the
+// quorum round that confirmed it, and it is withdrawn before leadership is
+// handed over, when leadership is lost and when the node closes, so that the
+// kernel never holds a lease the node has let go. SetReadiness tells the
+// node whether its announcer can do its job; a leader that is not ready hands
+// leadership to a ready voter, when one exists, instead of becoming or
+// staying active, and its status says why.
+//
 // # Usage
 //
 //	n, err := consensus.New(consensus.Config{DataDir: dir, NodeID: "a", ConsensusAddr: "198.18.0.1:7000", APIURL: "http://198.18.0.1:8080"})
@@ -17,6 +26,8 @@
 //	tok, _ := n.Token(time.Hour)                          // on a member
 //	err = other.Join(ctx, "http://198.18.0.1:8080", tok)  // on a new node
 //	ch, cancel := n.Subscribe()                           // Active changes
+//	n.SetKernelLease(fence)                               // the lease in the kernel too
+//	n.SetReadiness(func() string { return "" })           // the announcer can work
 //	res, err := n.Apply(ctx, &store.Command{...})         // on the leader
 //
 // All consensus traffic (Raft, forwarded requests, status) is TLS 1.3 with
