@@ -83,7 +83,7 @@ func New(cfg Config) (*Fence, error) {
 	f := &Fence{cfg: cfg, conn: conn, table: &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}}
 	if err := f.install(); err != nil {
 		conn.CloseLasting()
-		return nil, fmt.Errorf("fence: installing nftables table inet %s (does the kernel have nf_tables? run as root or with CAP_NET_ADMIN): %w", cfg.Table, err)
+		return nil, fmt.Errorf("fence: installing nftables table inet %s: %w", cfg.Table, err)
 	}
 	return f, nil
 }

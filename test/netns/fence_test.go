@@ -136,3 +136,25 @@ func TestFenceKill9(t *testing.T) { testFence(t, false) }
 
 // TestFenceSIGSTOP: the same for a frozen agent.
 func TestFenceSIGSTOP(t *testing.T) { testFence(t, true) }
+
+// TestFenceUnavailableRefused: where the fence cannot be installed (here:
+// no CAP_NET_ADMIN, as on a host without nftables), the agent stops at
+// start-up with a message that says how to run without it.
+func TestFenceUnavailableRefused(t *testing.T) {
+	n := New(t)
+	h := n.AddHost("n1", 1)
+	args := append([]string{"setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin"},
+		binary, "agent", "--data-dir", t.TempDir(), "--node-id", h.Name, "--bootstrap",
+		"--consensus-addr", h.Addr4+":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://"+h.Addr4+":8092",
+		"--virt-interface", "eth0", "--vip", vip4+"/24")
+	p := h.Start("agent", args...)
+	waitOutput(t, p, "--fence=false", 20*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Running() {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent kept running without its fence")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Log(p.Lines()[len(p.Lines())-1])
+}
