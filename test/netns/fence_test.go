@@ -149,12 +149,6 @@ func TestFenceUnavailableRefused(t *testing.T) {
 		"--virt-interface", "eth0", "--vip", vip4+"/24")
 	p := h.Start("agent", args...)
 	waitOutput(t, p, "--fence=false", 20*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Running() {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent kept running without its fence")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitExit(t, p, 10*time.Second, "without its fence")
 	t.Log(p.Lines()[len(p.Lines())-1])
 }

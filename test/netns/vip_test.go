@@ -35,10 +35,16 @@ func TestVIPOutsideSubnetRefused(t *testing.T) {
 	h := n.AddHost("n1", 1)
 	p := single(t, h, "--vip", "198.19.5.5/24")
 	waitOutput(t, p, "not in a subnet of eth0", 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
+	waitExit(t, p, 10*time.Second, "with a VIP outside its subnet")
+}
+
+// waitExit fails the test unless p exits within the time given.
+func waitExit(t *testing.T, p *Proc, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for p.Running() {
 		if time.Now().After(deadline) {
-			t.Fatal("the agent kept running with a VIP outside its subnet")
+			t.Fatalf("%s kept running %s", p.Name, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
