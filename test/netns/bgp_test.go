@@ -643,3 +643,109 @@ func TestBGPNotReadyMoves(t *testing.T) {
 	c.bird.Unblock(c.nodes[old])
 	c.gobgp.Unblock(c.nodes[old])
 }
+
+// rssKiB reads a process's resident set size.
+func rssKiB(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kib int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kib)
+			return kib
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestBGPRouteMemory: a router sends a node 20,000 /32s; the node's RIB
+// takes none of them, and the test reports what they cost the node in
+// memory (GoBGP's Adj-RIB-In still holds what it received). Run it with
+// RAFTVIP_BINARY set to an earlier build to compare.
+func TestBGPRouteMemory(t *testing.T) {
+	birdBin := requireTool(t, "bird", "bird2")
+	net := New(t)
+	n1 := net.AddHost("n1", 1)
+	r := net.AddHost("bird", 20)
+	dir := t.TempDir()
+	const routes = 20000
+	var b strings.Builder
+	b.WriteString("router id 198.18.0.20;\nprotocol device {}\nprotocol static flood { disabled; ipv4;\n")
+	for i := 0; i < routes; i++ {
+		fmt.Fprintf(&b, "  route 198.19.%d.%d/32 blackhole;\n", 100+i/256, i%256)
+	}
+	b.WriteString("}\nprotocol bgp n1 { local 198.18.0.20 as 65000; neighbor 198.18.0.1 as 65001; ipv4 { import all; export where proto = \"flood\"; }; }\n")
+	cfg := filepath.Join(dir, "bird.conf")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "bird.ctl")
+	r.Start("bird", birdBin, "-f", "-c", cfg, "-s", sock)
+	data := t.TempDir()
+	agent := n1.Start("agent", binary, "agent", "--data-dir", data, "--node-id", "n1", "--bootstrap",
+		"--consensus-addr", "198.18.0.1:8093", "--api-addr", "198.18.0.1:8092", "--timing", "default",
+		"--vip-mode", "bgp", "--vip", bgpVIP4, "--bgp-asn", "65001", "--bgp-listen-port", "-1",
+		"--bgp-peer", "198.18.0.20,asn=65000")
+	waitFor(t, 30*time.Second, "the router learns the VIP", func() bool {
+		out, _ := r.Run("birdc", "-s", sock, "show", "route", "for", bgpVIP4+"/32")
+		return strings.Contains(out, "198.18.0.1")
+	})
+	type ann struct {
+		RIBPaths *uint64 `json:"rib_paths"`
+		Peers    []struct {
+			Received uint64 `json:"received"`
+		} `json:"peers"`
+	}
+	status := func() (ann, bool) {
+		out, err := n1.Run(binary, "ha", "dump", "-E", "http://198.18.0.1:8092", "--data-dir", data, "--timeout", "2s")
+		var d struct {
+			Status struct {
+				Members []struct {
+					Status *struct {
+						Announcer ann `json:"announcer"`
+					} `json:"status"`
+				} `json:"members"`
+			} `json:"status"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &d) != nil || len(d.Status.Members) != 1 || d.Status.Members[0].Status == nil {
+			return ann{}, false
+		}
+		return d.Status.Members[0].Status.Announcer, true
+	}
+	settle := func() int {
+		// The median of five samples a quarter of a second apart.
+		var s []int
+		for i := 0; i < 5; i++ {
+			time.Sleep(250 * time.Millisecond)
+			s = append(s, rssKiB(t, agent.Pid()))
+		}
+		slices.Sort(s)
+		return s[2]
+	}
+	before := settle()
+	r.MustRun("birdc", "-s", sock, "enable", "flood")
+	waitFor(t, 60*time.Second, "the router has sent its routes", func() bool {
+		out, _ := r.Run("birdc", "-s", sock, "show", "protocols", "all", "n1")
+		return strings.Contains(out, fmt.Sprintf("%d exported", routes))
+	})
+	// A build that counts what it received: until it has them all (an
+	// earlier build reports no rib_paths, and the settling stands in).
+	var a ann
+	waitFor(t, 60*time.Second, "the node has received the router's routes", func() bool {
+		var ok bool
+		a, ok = status()
+		return ok && (a.RIBPaths == nil || len(a.Peers) == 1 && a.Peers[0].Received >= routes)
+	})
+	after := settle()
+	rib := "unknown (an earlier build)"
+	if a.RIBPaths != nil {
+		rib = fmt.Sprint(*a.RIBPaths)
+		if *a.RIBPaths > 1 {
+			t.Fatalf("the node's RIB holds %d paths after the router sent %d", *a.RIBPaths, routes)
+		}
+	}
+	t.Logf("RSS %d KiB before, %d KiB with %d routes received (+%d KiB); RIB paths: %s", before, after, routes, after-before, rib)
+}

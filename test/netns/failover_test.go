@@ -27,7 +27,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "raftvip")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/raftvip").CombinedOutput(); err != nil {
+	if b := os.Getenv("RAFTVIP_BINARY"); b != "" {
+		// A prebuilt binary, for comparing builds (an earlier one, say).
+		binary = b
+	} else if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/raftvip").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building raftvip: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
