@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftvip/raftvip/store"
 )
 
 func freeAddr(t *testing.T) string {
@@ -348,5 +350,45 @@ func TestKernelLeaseFollowsLease(t *testing.T) {
 	a.Close()
 	if until, _ := f.last(); !until.IsZero() {
 		t.Fatalf("the kernel still holds a lease until %v after Close", until)
+	}
+}
+
+// TestHalfRemovedMemberCleaned: a member record whose server is no longer
+// in the Raft configuration (a removal that lost its second step to a
+// leadership change) is finished by a second remove, and by a new leader.
+func TestHalfRemovedMemberCleaned(t *testing.T) {
+	a := newCluster(t, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for !a.IsActive() {
+		if ctx.Err() != nil {
+			t.Fatal("not active within 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ghost := func() {
+		t.Helper()
+		if _, err := a.Apply(ctx, &store.Command{Op: store.OpMemberPut, Member: &store.Member{ID: "ghost", ConsensusAddr: "198.18.0.9:8093"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has := func() bool { _, ok := a.memberMap()["ghost"]; return ok }
+	ghost()
+	if err := a.Remove(ctx, "ghost"); err != nil {
+		t.Fatalf("remove of a half-removed member: %v", err)
+	}
+	if has() {
+		t.Fatal("the record is still there after the second remove")
+	}
+	if err := a.Remove(ctx, "ghost"); !errors.Is(err, ErrUnknownMember) {
+		t.Fatalf("remove of an unknown member: %v, want ErrUnknownMember", err)
+	}
+	ghost()
+	a.reconcileMembers(ctx, a.r())
+	if has() {
+		t.Fatal("the record is still there after a leader reconciled")
+	}
+	if _, ok := a.memberMap()["a"]; !ok {
+		t.Fatal("reconciling removed the leader's own record")
 	}
 }

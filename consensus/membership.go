@@ -517,6 +517,32 @@ func (n *Node) addVoter(ctx context.Context, m *store.Member) error {
 	return nil
 }
 
+// reconcileMembers runs on a new leader: a member record whose server is no
+// longer in the Raft configuration is what a removal left when leadership
+// changed between its two steps (the configuration change, then the
+// record); it is deleted, so that the member list and ha status agree with
+// Raft. (A server without a record is a join under way, and is left alone.)
+func (n *Node) reconcileMembers(ctx context.Context, r *raft.Raft) {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	in := map[string]bool{}
+	for _, s := range f.Configuration().Servers {
+		in[string(s.ID)] = true
+	}
+	for id := range n.memberMap() {
+		if in[id] {
+			continue
+		}
+		if _, err := n.Apply(ctx, &store.Command{Op: store.OpMemberDelete, Member: &store.Member{ID: id}}); err != nil {
+			n.logger.Warn("removing the record of a member that is no longer in the cluster", "node", id, "err", err)
+			return
+		}
+		n.logger.Info("member record removed: the member had left the Raft configuration", "node", id)
+	}
+}
+
 // findServer looks a member up by ID or consensus address.
 func (n *Node) findServer(r *raft.Raft, target string) (raft.Server, error) {
 	f := r.GetConfiguration()
@@ -542,6 +568,20 @@ func (n *Node) Remove(ctx context.Context, target string) error {
 		return ErrNotLeader
 	}
 	s, err := n.findServer(r, target)
+	if errors.Is(err, ErrUnknownMember) {
+		// Out of the Raft configuration but still on the member list: an
+		// earlier removal whose second step (the record) was lost with a
+		// leadership change. Finish it.
+		for _, m := range n.memberMap() {
+			if m.ID == target || m.ConsensusAddr == target {
+				if _, err := n.Apply(ctx, &store.Command{Op: store.OpMemberDelete, Member: &store.Member{ID: m.ID}}); err != nil {
+					return err
+				}
+				n.logger.Info("member record removed: an earlier removal had left it", "node", m.ID)
+				return nil
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -472,6 +472,9 @@ func (n *Node) runLeadership(r *raft.Raft) {
 				n.readyTerm = term
 				n.leaseMu.Unlock()
 				n.logger.Info("leader ready", "term", term)
+				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				n.reconcileMembers(rctx, r)
+				cancel()
 				if n.cfg.Observer {
 					n.handOff(r)
 				}

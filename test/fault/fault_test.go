@@ -114,7 +114,7 @@ func runSeed(t *testing.T, seed uint64) {
 		go func() { defer wg.Done(); cl.run(ctx) }()
 	}
 	nem := &nemesis{c: c, rng: rng, h: h, blocks: map[[2]int]int{}, down: map[int]bool{},
-		changes: make(chan memberChange, 1)}
+		changes: make(chan memberChange, 1), restarted: make(chan int, 4)}
 	t.Logf("seed %d: faults for %v", seed, *runFlag)
 	for end := time.Now().Add(*runFlag); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		nem.tick()

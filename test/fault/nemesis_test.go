@@ -28,7 +28,11 @@ type nemesis struct {
 	// An enroll or remove of n4 under way, and where its answer arrives.
 	changing bool
 	changes  chan memberChange
-	wg       sync.WaitGroup
+	// Graceful restarts under way, and where each one's node arrives when
+	// it has been started again.
+	restarting int
+	restarted  chan int
+	wg         sync.WaitGroup
 }
 
 func (n *nemesis) logf(format string, args ...any) {
@@ -146,13 +150,22 @@ func (n *nemesis) inject() {
 			p := n.c.agent(x)
 			p.Stop()
 			f = &fault{name: "SIGSTOP active " + name(x), heal: func() { p.Cont(); n.down[x] = false }}
-		case 2: // a graceful restart, at once
+		case 2: // a graceful restart, at once, beside the nemesis: under a
+			// slow disk a stop can take minutes, and the other faults must
+			// keep their durations meanwhile
 			if n.down[x] {
 				continue
 			}
-			n.logf("restart %s (SIGTERM, start)", name(x))
-			n.c.agent(x).Term(10 * time.Second)
-			n.c.start(x)
+			n.down[x] = true
+			n.restarting++
+			n.logf("restart %s (SIGTERM, start) begins", name(x))
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.c.agent(x).Term(10 * time.Second)
+				n.c.start(x)
+				n.restarted <- x
+			}()
 			return
 		case 3, 4: // x against the rest (x is the active node half the time)
 			f = &fault{name: "partition " + name(x) + " | rest", heal: n.cut([]int{x}, others(all, x), false)}
@@ -239,6 +252,14 @@ func (n *nemesis) tick() {
 		n.apply(ch)
 	default:
 	}
+	for done := false; !done; {
+		select {
+		case x := <-n.restarted:
+			n.restartDone(x)
+		default:
+			done = true
+		}
+	}
 	now := time.Now()
 	kept := n.active[:0]
 	for _, f := range n.active {
@@ -265,5 +286,15 @@ func (n *nemesis) healAll() {
 	if n.changing {
 		n.apply(<-n.changes)
 	}
+	for n.restarting > 0 {
+		n.restartDone(<-n.restarted)
+	}
 	n.wg.Wait()
+}
+
+// restartDone takes node x back after its graceful restart.
+func (n *nemesis) restartDone(x int) {
+	n.restarting--
+	n.down[x] = false
+	n.logf("restart %s: started again", name(x))
 }
