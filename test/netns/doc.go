@@ -10,6 +10,11 @@
 // namespaces are named after the test process's PID so that the leftovers of
 // a crashed run are removed by the next one while a live run's are kept.
 //
+// The tests build cmd/raftvip once (RAFTVIP_BINARY runs a prebuilt binary
+// instead, to compare builds), and the test binary doubles as a plain HTTP
+// service on each node, the user's own service beside raftvip, for the
+// kernel fence tests.
+//
 // # Usage
 //
 //	n := netns.New(t)          // fails under CI=true without root or iproute2
