@@ -27,7 +27,8 @@
 // table of the same name left by an earlier run (after kill -9), starting
 // with the lease not held; Close removes it.
 //
-// On Linux 6.10 and later adding an element that is there sets its new
-// timeout; on earlier kernels the fence deletes and adds it in one
-// transaction. New finds out which on a scratch set.
+// A renewal deletes the element and adds it again in one transaction,
+// which packets see whole: adding an element that is there does not renew
+// it (before Linux 6.10 it keeps its timeout; on 6.18 the kernel reports
+// the new expiry but drops packets at the old one).
 package fence
