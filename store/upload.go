@@ -14,21 +14,20 @@ import (
 )
 
 // Upload is a blob being written. Its bytes go to a temporary file, are
-// hashed on the way and synced in the background as they arrive (see
-// syncEvery); readers made with NewReader follow the file as it grows, each
+// hashed on the way and written back to the disk in paced chunks as they
+// arrive (see paceChunk); readers made with NewReader follow the file as it grows, each
 // at its own pace, which lets an upload be streamed to other nodes without
 // the slowest of them holding it back and without holding data in memory.
 // Commit verifies, syncs and names the blob; Abort discards it.
 type Upload struct {
-	s       *Store
-	f       *os.File
-	tmp     string
-	h       hash.Hash
-	limit   int64 // <= 0: none
-	keep    bool  // a resumable partial copy: kept on Abort unless corrupt
-	onDone  func()
-	synced  int64       // bytes a background sync was started for
-	syncing atomic.Bool // a background sync is running
+	s      *Store
+	f      *os.File
+	tmp    string
+	h      hash.Hash
+	limit  int64 // <= 0: none
+	keep   bool  // a resumable partial copy: kept on Abort unless corrupt
+	onDone func()
+	paced  int64 // bytes whose writeback was started (see pace)
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -37,12 +36,15 @@ type Upload struct {
 	err  error // why it was aborted
 }
 
-// syncEvery: every this many bytes an upload's file is synced in the
-// background while more arrives, so that the disk works while the upload
-// streams in, the final sync finds at most this much (and what arrived
-// meanwhile) left to write, and a large upload never holds gigabytes of
-// dirty pages.
-const syncEvery = 32 << 20
+// paceChunk: every this many bytes an upload starts the writeback of what
+// it wrote and waits for the chunk before it to reach the disk (see pace).
+// An upload so never holds more than two chunks of dirty pages, the disk
+// works while the upload streams in, and the final sync in Commit finds at
+// most two chunks left. Without it the kernel let hundreds of MiB of an
+// upload's pages pile up and then wrote them out in one burst, and the Raft
+// log's fsync on a follower (which its heartbeat answers wait on) queued
+// behind that burst for long enough to cost the leader its lease.
+const paceChunk = 8 << 20
 
 // NewUpload starts a blob of at most limit bytes (limit <= 0: no limit).
 func (s *Store) NewUpload(limit int64) (*Upload, error) {
@@ -104,7 +106,7 @@ func (s *Store) ResumeBlob(sha string) (*Upload, error) {
 		release()
 		return nil, err
 	}
-	u.n, u.synced = n, n
+	u.n, u.paced = n, n
 	u.onDone = release
 	return u, nil
 }
@@ -145,7 +147,7 @@ func (u *Upload) restart() error {
 	}
 	u.h.Reset()
 	u.mu.Lock()
-	u.n, u.synced = 0, 0
+	u.n, u.paced = 0, 0
 	u.mu.Unlock()
 	return nil
 }
@@ -176,12 +178,9 @@ func (u *Upload) write(p []byte) (int, error) {
 		return 0, ErrTooLarge
 	}
 	k, err := u.f.Write(p)
-	if end := n + int64(k); end-u.synced >= syncEvery && u.syncing.CompareAndSwap(false, true) {
-		u.synced = end
-		go func() {
-			_ = u.f.Sync() // advice: the sync in Commit is the one that counts
-			u.syncing.Store(false)
-		}()
+	if end := n + int64(k); end-u.paced >= paceChunk {
+		pace(u.f, u.paced, end)
+		u.paced = end
 	}
 	u.mu.Lock()
 	u.n += int64(k)
