@@ -3,6 +3,7 @@ package announce
 import (
 	"context"
 	"net/netip"
+	"time"
 )
 
 // Desired is the state a node wants its Announcer to reach.
@@ -12,6 +13,14 @@ type Desired struct {
 	// Term is the Raft term in which the node is active; mechanisms that can
 	// carry it (BGP) use it to let the newest leader win.
 	Term uint64
+	// Drain, when not Active and in the future, asks for a make-before-break
+	// hand-over: the node no longer claims the VIPs (no ARP or NDP answers,
+	// no new announcement) but keeps accepting the traffic that still
+	// reaches it (the VIPs stay on the holder, a BGP path stays until the
+	// successor's newer one replaces it at the routers) until that instant,
+	// when a Set without Drain lets go. The kernel fence ends the drain by
+	// itself if the agent cannot.
+	Drain time.Time
 }
 
 // Announcer makes the cluster's VIPs reach this node while it is active.

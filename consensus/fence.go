@@ -37,11 +37,11 @@ func (n *Node) SetKernelLease(k KernelLease) {
 	n.syncFence()
 }
 
-// activeUntil returns the end of the lease while the node is active, and
-// zero otherwise.
+// activeUntil returns the end of the lease while the node is active, the
+// end of the drain while it drains (see Active.Drain), and zero otherwise.
 func (n *Node) activeUntil() time.Time {
 	if !n.IsActive() {
-		return time.Time{}
+		return n.DrainUntil()
 	}
 	n.leaseMu.Lock()
 	defer n.leaseMu.Unlock()

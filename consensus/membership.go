@@ -633,13 +633,31 @@ func (n *Node) transfer(ctx context.Context, target string, readyOnly bool) (str
 	if err != nil {
 		return "", err
 	}
+	// Make-before-break: the lease is renewed by one more quorum round,
+	// and what is left of it after the hand-over is the drain, during which
+	// this node accepts the VIP traffic that still reaches it while the
+	// successor takes the VIP over. Other nodes cannot be elected before
+	// the lease ends (invariant 1) and the successor knows it takes over
+	// from a node that let go, so only the successor's answers and those
+	// of the old node to traffic sent before the successor's announcement
+	// overlap.
+	var drain time.Time
+	if n.IsActive() {
+		t0 := time.Now()
+		if err := n.await(r.VerifyLeader()); err == nil {
+			drain = t0.Add(n.cfg.Timing.ActiveLease)
+		}
+	}
 	n.leaseMu.Lock()
-	n.transferring = true
+	if drain.After(n.leaseUntil) {
+		n.leaseUntil = drain
+	}
+	n.transferring, n.drainUntil = true, drain
 	n.leaseMu.Unlock()
-	n.publish() // released before Raft can elect anyone else
+	n.publish() // no longer active (draining) before Raft can elect anyone else
 	if err := n.await(r.LeadershipTransferToServer(s.ID, s.Address)); err != nil {
 		n.leaseMu.Lock()
-		n.transferring = false
+		n.transferring, n.drainUntil = false, time.Time{}
 		n.leaseMu.Unlock()
 		n.publish()
 		return "", translate(err)

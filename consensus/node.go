@@ -35,6 +35,13 @@ type Active struct {
 	// heartbeats after failing to (a healed partition or link); each one is
 	// published, so that announcers re-announce the VIP after a heal.
 	Heals uint64 `json:"heals"`
+	// Drain is set while a node that handed leadership over on purpose
+	// (ha transfer, a graceful stop, a readiness hand-over) is not active
+	// but its last lease has not run out: until then it keeps accepting the
+	// VIP traffic that still reaches it, without claiming the VIP, so that
+	// the successor's announcement is made before the old node's is broken
+	// and the hand-over loses no request (make-before-break). Zero otherwise.
+	Drain time.Time `json:"drain,omitzero"`
 }
 
 // Node is one raftvip cluster member: Raft, its stores, the TLS identity, the
@@ -65,6 +72,7 @@ type Node struct {
 	leaseUntil   time.Time
 	readyTerm    uint64 // term whose barrier has completed on this leader
 	transferring bool
+	drainUntil   time.Time // end of the lease a deliberate hand-over keeps serving (see Active.Drain)
 
 	fenceMu sync.Mutex
 	fence   *kernelLease
@@ -388,7 +396,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	close(n.stop)
 	n.leaseMu.Lock()
-	n.leaseUntil = time.Time{}
+	n.leaseUntil, n.drainUntil = time.Time{}, time.Time{}
 	n.leaseMu.Unlock()
 	n.publish()
 	var errs []error
@@ -469,7 +477,7 @@ func (n *Node) runLeadership(r *raft.Raft) {
 					return
 				}
 				n.leaseMu.Lock()
-				n.readyTerm = term
+				n.readyTerm, n.drainUntil = term, time.Time{}
 				n.leaseMu.Unlock()
 				n.logger.Info("leader ready", "term", term)
 				rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -566,8 +574,22 @@ func (n *Node) LeaseRemaining() time.Duration {
 	return time.Until(n.leaseUntil)
 }
 
+// DrainUntil returns the end of the drain of a deliberate hand-over (see
+// Active.Drain), zero when the node is not draining.
+func (n *Node) DrainUntil() time.Time {
+	if n.IsActive() {
+		return time.Time{}
+	}
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	if !time.Now().Before(n.drainUntil) {
+		return time.Time{}
+	}
+	return n.drainUntil
+}
+
 func (n *Node) current() Active {
-	a := Active{Active: n.IsActive(), Heals: n.heals.Load()}
+	a := Active{Active: n.IsActive(), Heals: n.heals.Load(), Drain: n.DrainUntil()}
 	if r := n.r(); r != nil {
 		a.Term = r.CurrentTerm()
 		_, id := r.LeaderWithID()

@@ -375,6 +375,18 @@ func (a *Announcer) Set(ctx context.Context, d announce.Desired) error {
 		}
 		return errors.New("announcer closed")
 	}
+	if !d.Active && time.Now().Before(d.Drain) {
+		// Stop claiming the VIPs but keep accepting what still comes.
+		if a.active.Swap(false) {
+			a.logger.Info("handing the VIPs over: no more ARP/NDP answers, accepting what still reaches this node until the successor's announcement has moved it",
+				"vips", a.prefixes(), "until", d.Drain.Format("15:04:05.000"))
+		}
+		if a.refresh != nil {
+			close(a.refresh)
+			a.refresh = nil
+		}
+		return nil
+	}
 	if !d.Active {
 		return a.release(ctx)
 	}

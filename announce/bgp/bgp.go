@@ -459,6 +459,17 @@ func (a *Announcer) Set(ctx context.Context, d announce.Desired) error {
 	case a.cfg.Mode == ModeStandby:
 		want = "standby"
 	}
+	if want != "active" && a.state == "active" && time.Now().Before(d.Drain) {
+		// Make-before-break: the path stays until the successor's, in a
+		// newer term and so preferred, has replaced it at the routers.
+		a.logger.Info("handing the VIPs over: the path stays until the successor's newer one replaces it",
+			"term", a.term, "until", d.Drain.Format("15:04:05.000"))
+		a.state = "draining"
+		return nil
+	}
+	if a.state == "draining" && want != "active" && time.Now().Before(d.Drain) {
+		return nil
+	}
 	if want == a.state && (want != "active" || d.Term == a.term) {
 		return nil
 	}

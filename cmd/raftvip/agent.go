@@ -109,7 +109,7 @@ environment, which wins over the file.`,
 	f.StringVar(&o.virtInterface, "virt-interface", "", "network interface that carries the VIP on this node")
 	f.StringVar(&o.virtAddr, "virt-addr", "", "the cluster's virtual IP, recorded when the cluster is created with --bootstrap")
 	f.BoolVar(&o.observer, "observer", false, "vote and replicate but never become active")
-	f.StringVar(&o.timing, "timing", "default", "timing profile: default or fast (a quiet LAN)")
+	f.StringVar(&o.timing, "timing", "default", "timing profile: default, fast (a quiet LAN) or lan (the shortest: a quiet LAN of dedicated hosts)")
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "create a new one-node cluster of this node if it belongs to none")
 	f.StringVar(&o.joinURL, "join", "", "API URL of a cluster member to join, with --token")
 	f.StringVar(&o.joinToken, "token", "", "join token from 'raftvip ha token', with --join")
@@ -211,7 +211,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 	t, ok := consensus.Profiles[o.timing]
 	if !ok {
-		return consensus.Config{}, fmt.Errorf("--timing %q must be default or fast", o.timing)
+		return consensus.Config{}, fmt.Errorf("--timing %q must be default, fast or lan", o.timing)
 	}
 	if o.bootstrap && o.joinURL != "" {
 		return consensus.Config{}, errors.New("--bootstrap and --join exclude each other: create a cluster or join one")
@@ -482,6 +482,7 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 		defer close(done)
 		defer cancel()
 		was, leader, first := false, "", true
+		var drain time.Time
 		for s := range ch {
 			if s.LeaderID != leader {
 				if s.LeaderID != "" {
@@ -489,11 +490,12 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 				}
 				leader = s.LeaderID
 			}
-			if ann != nil && (first || s.Active != was || s.Active) {
+			if ann != nil && (first || s.Active != was || s.Active || !s.Drain.Equal(drain)) {
 				first = false
+				drain = s.Drain
 				// Set again while active (a new term, or a member that
 				// answers heartbeats again after a heal) re-announces.
-				if err := ann.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term}); err != nil {
+				if err := ann.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term, Drain: s.Drain}); err != nil {
 					logger.Error("announcing the VIPs", "active", s.Active, "err", err)
 					hooks.notify("fault", s.Term, err.Error())
 					was = s.Active
@@ -524,6 +526,13 @@ func shutdown(logger *slog.Logger, node *consensus.Node, servers []*http.Server,
 			logger.Warn("could not hand leadership over before stopping", "err", err)
 		} else {
 			logger.Info("handed leadership over", "to", to)
+		}
+		// Make-before-break: keep accepting what still reaches this node
+		// (the API included) until the drain of the last lease ends and
+		// the announcer has let go.
+		if end := node.DrainUntil(); !end.IsZero() {
+			logger.Info("draining the VIPs until the successor's announcement has moved them", "until", end.Format("15:04:05.000"))
+			time.Sleep(time.Until(end))
 		}
 	}
 	if ann != nil {

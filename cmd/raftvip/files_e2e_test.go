@@ -246,6 +246,9 @@ func TestFileReplication(t *testing.T) {
 	var allWrites writeLatencies // small writes during the timed uploads
 	var rates []float64          // MiB/s of each timed upload
 	var ratios []float64         // each timed upload's rate / the disk's own rate just before it
+	// Elections while a timed upload ran and every node took its copy, and
+	// while the dd before it ran (another process loading the same disk).
+	var uploadTerm, uploadElections, ddElections uint64
 	for i := 0; i < *fileCount; i++ {
 		src := filepath.Join(dir, fmt.Sprintf("f%d.bin", i))
 		sha := genFile(t, src, *fileSize, uint64(i+1))
@@ -264,8 +267,11 @@ func TestFileReplication(t *testing.T) {
 			var writes chan writeLatencies
 			if *fileReport {
 				var sys time.Duration
+				before := clusterTerm(t, ep)
 				disk, sys = diskRate(t, filepath.Join(dir, "dd"), true)
 				t.Logf("file %d: dd just before it: %.1f MiB/s, %.1f s of kernel CPU", i, disk, sys.Seconds())
+				uploadTerm = clusterTerm(t, ep)
+				ddElections += uploadTerm - before
 				stop, writes = make(chan struct{}), make(chan writeLatencies, 1)
 				go func() { writes <- writesDuring(agents[0], tokenOf(t, agents[0]), stop) }()
 			}
@@ -315,12 +321,20 @@ func TestFileReplication(t *testing.T) {
 		if i > 0 {
 			t.Logf("file %d: upload %.1f MiB/s; every node held it %v after the upload returned", i, rates[len(rates)-1], time.Since(t0).Round(time.Millisecond))
 		}
+		if i > 0 && *fileReport {
+			// From the end of the dd to every node holding the file.
+			if e := clusterTerm(t, ep) - uploadTerm; e > 0 {
+				uploadElections += e
+				t.Logf("file %d: %d elections during the upload", i, e)
+			}
+		}
 	}
 	if *fileReport {
 		// A follower whose disk is busy with an upload answers heartbeats
 		// late; past the leader lease the leader steps down. Count it.
 		term := clusterTerm(t, ep)
-		t.Logf("Raft term before the first upload %d, after the last %d (elections during the uploads: %d)", term0, term, term-term0)
+		t.Logf("Raft term before the first upload %d, after the last %d: %d elections, %d of them during the uploads (from the end of the dd before each to every node holding it) and %d during the dd runs",
+			term0, term, term-term0, uploadElections, ddElections)
 		t.Logf("small writes during all timed uploads: %s", allWrites)
 	}
 	var rss []string
