@@ -76,8 +76,12 @@ type Config struct {
 	APIURL        string
 	VirtInterface string
 	Observer      bool
-	Timing        Timing
-	Logger        *slog.Logger
+	// AwaitReadiness makes the node count as not ready until SetReadiness
+	// is first called: an agent whose announcer starts after Raft does
+	// (its BGP sessions not yet up) is then not chosen to take over.
+	AwaitReadiness bool
+	Timing         Timing
+	Logger         *slog.Logger
 }
 
 // Validate checks the configuration and names the setting at fault.

@@ -65,6 +65,7 @@ type Node struct {
 	bclient      *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
 	statusExtra  func() any
 	readiness    ReadinessFunc
+	readinessSet bool
 	lastHandOver HandOver
 	closed       bool
 

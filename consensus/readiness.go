@@ -16,18 +16,23 @@ type ReadinessFunc func() string
 // not ready hands leadership to a ready voter, when one exists, instead of
 // becoming or staying active; with no ready voter it stays (an unready
 // active node is better than none).
+// With Config.AwaitReadiness the node is not ready until the first call
+// (nil then means always ready).
 func (n *Node) SetReadiness(f ReadinessFunc) {
 	n.mu.Lock()
-	n.readiness = f
+	n.readiness, n.readinessSet = f, true
 	n.mu.Unlock()
 }
 
 // notReady returns why this node is not ready, "" when it is.
 func (n *Node) notReady() string {
 	n.mu.Lock()
-	f := n.readiness
+	f, set := n.readiness, n.readinessSet
 	n.mu.Unlock()
 	why := ""
+	if !set && n.cfg.AwaitReadiness {
+		why = "the announcer is starting"
+	}
 	if f != nil {
 		why = f()
 	}

@@ -47,6 +47,7 @@ type Fence struct {
 	mu     sync.Mutex
 	until  time.Time // end of the lease in the kernel; zero: not held
 	err    error     // the last Hold's error
+	fwd    *forward  // a running Forward
 	closed bool
 }
 
@@ -92,6 +93,11 @@ func (f *Fence) install() error {
 	c.AddTable(f.table)
 	c.DelTable(f.table)
 	c.AddTable(f.table)
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyIPv6} {
+		t := &nftables.Table{Name: f.cfg.Table + "-handover", Family: fam}
+		c.AddTable(t)
+		c.DelTable(t) // a Forward's, left by a killed run
+	}
 	types := [2]nftables.SetDatatype{nftables.TypeIPAddr, nftables.TypeIP6Addr}
 	for i, name := range [2]string{"4", "6"} {
 		fam := &f.sets[i]
@@ -158,6 +164,12 @@ func (f *Fence) Hold(until time.Time) error {
 	// element fails the whole transaction, so that case is tried again
 	// without the delete.
 	present := f.err != nil || time.Until(f.until) > 0
+	if f.expireForward(left) {
+		if err := f.conn.Flush(); err != nil {
+			f.err = fmt.Errorf("fence: removing the hand-over forwarding: %w", err)
+			return f.err
+		}
+	}
 	err := f.update(present, left)
 	if err != nil && left <= 0 && errors.Is(err, unix.ENOENT) {
 		err = nil // withdrawn: it had expired already
@@ -242,6 +254,7 @@ func (f *Fence) Close() error {
 		return nil
 	}
 	f.closed = true
+	f.dropForward()
 	f.conn.DelTable(f.table)
 	err := f.conn.Flush()
 	if cerr := f.conn.CloseLasting(); err == nil {

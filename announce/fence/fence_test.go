@@ -2,6 +2,7 @@ package fence
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -142,6 +144,7 @@ func TestFenceExpiresInKernel(t *testing.T) {
 		// renewed before each end never lapses.
 		renewAndWithdraw(t, f, addrs[0])
 		keptAlive(t, f, addrs[0])
+		forwardLifecycle(t, f)
 		// A second fence replaces the first one's table (a restart after
 		// kill -9), starting with the lease not held.
 		if err := f.Hold(time.Now().Add(time.Minute)); err != nil {
@@ -240,5 +243,71 @@ func keptAlive(t *testing.T, f *Fence, addr string) {
 	}
 	if err := f.Hold(time.Time{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// handoverTables lists the fence's hand-over tables in the kernel.
+func handoverTables(t *testing.T, f *Fence) []string {
+	t.Helper()
+	ts, err := f.conn.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tb := range ts {
+		if tb.Name == f.cfg.Table+"-handover" {
+			out = append(out, fmt.Sprintf("%d/%s", tb.Family, tb.Name))
+		}
+	}
+	return out
+}
+
+// forwardLifecycle: a Forward installs its table, a renewal before its end
+// keeps it, the first Hold after its end removes it, and so do a
+// withdrawal and a second Forward of the other family.
+func forwardLifecycle(t *testing.T, f *Fence) {
+	t.Helper()
+	if err := f.Hold(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(200 * time.Millisecond)
+	if err := f.Forward(netip.MustParseAddr("198.18.0.1"), "lo", until); err != nil {
+		t.Fatal(err)
+	}
+	if got := handoverTables(t, f); len(got) != 1 || !f.Forwarding() {
+		t.Fatalf("after Forward: hand-over tables %v", got)
+	}
+	if err := f.Hold(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := handoverTables(t, f); len(got) != 1 {
+		t.Fatalf("a renewal before the forwarding's end removed it: %v", got)
+	}
+	for time.Now().Before(until) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := f.Hold(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := handoverTables(t, f); len(got) != 0 || f.Forwarding() {
+		t.Fatalf("the forwarding outlived its end: %v", got)
+	}
+	if err := f.Forward(netip.MustParseAddr("198.18.0.1"), "lo", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Forward(netip.MustParseAddr("2001:db8::1"), "lo", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := handoverTables(t, f); len(got) != 1 || got[0] != fmt.Sprintf("%d/%s-handover", nftables.TableFamilyIPv6, f.cfg.Table) {
+		t.Fatalf("a second Forward did not replace the first: %v", got)
+	}
+	if err := f.Hold(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := handoverTables(t, f); len(got) != 0 {
+		t.Fatalf("a withdrawal left the forwarding: %v", got)
+	}
+	if err := f.Forward(netip.MustParseAddr("198.18.0.1"), "no-such-link", time.Now().Add(time.Minute)); err == nil {
+		t.Fatal("Forward over a missing link did not fail")
 	}
 }

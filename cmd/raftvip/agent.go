@@ -242,7 +242,7 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		}
 	}
 	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
-		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger}, nil
+		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger, AwaitReadiness: len(o.vips) > 0}, nil
 }
 
 func runAgent(ctx context.Context, o *agentOptions) error {
@@ -379,12 +379,14 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if check := readinessCheck(o, node, ann); check != nil {
 		ready = watchReadiness(check, 250*time.Millisecond)
 		node.SetReadiness(ready.NotReady)
+	} else {
+		node.SetReadiness(nil) // nothing to wait for
 	}
 	var hooks *notifier
 	if o.notifyScript != "" {
 		hooks = newNotifier(o.notifyScript, o.notifyTimeout, node.ID(), o.vips, logger.With("component", "notify"))
 	}
-	followDone := follow(ctx, logger, node, ann, hooks, metrics)
+	followDone := follow(ctx, logger, node, ann, hooks, metrics, forwardStrays(logger, node, fen))
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping")
@@ -475,7 +477,11 @@ func newAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, nod
 // follow keeps the announcer and the notify hooks in step with the node's
 // active signal until the node closes. The returned channel closes when it
 // has stopped.
-func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann announce.Announcer, hooks *notifier, metrics *healthz.Metrics) <-chan struct{} {
+//
+// takeover, when not nil, is called with the previous leader's ID when this
+// node becomes active after another node led, before the VIPs are
+// announced.
+func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann announce.Announcer, hooks *notifier, metrics *healthz.Metrics, takeover func(prev string)) <-chan struct{} {
 	done := make(chan struct{})
 	ch, cancel := node.Subscribe()
 	go func() {
@@ -483,7 +489,14 @@ func follow(ctx context.Context, logger *slog.Logger, node *consensus.Node, ann 
 		defer cancel()
 		was, leader, first := false, "", true
 		var drain time.Time
+		other := "" // the last leader that was not this node
 		for s := range ch {
+			if s.Active && !was && other != "" && takeover != nil {
+				takeover(other)
+			}
+			if s.LeaderID != "" && s.LeaderID != node.ID() {
+				other = s.LeaderID
+			}
 			if s.LeaderID != leader {
 				if s.LeaderID != "" {
 					metrics.LeaderChanged()

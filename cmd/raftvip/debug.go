@@ -32,6 +32,7 @@ func newDebugCmd() *cobra.Command {
 	var url, method, body string
 	var headers []string
 	var interval, duration time.Duration
+	var keepAlive bool
 	probe := &cobra.Command{
 		Use:   "probe",
 		Short: "Send a request to URL every --interval and print which node answered",
@@ -50,7 +51,7 @@ func newDebugCmd() *cobra.Command {
 				}
 				hdr.Set(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			return runProbe(ctx, cmd.OutOrStdout(), probeRequest{url: url, method: method, body: body, header: hdr}, interval, duration)
+			return runProbe(ctx, cmd.OutOrStdout(), probeRequest{url: url, method: method, body: body, header: hdr, keepAlive: keepAlive}, interval, duration)
 		},
 	}
 	probe.Flags().StringVar(&url, "url", "", "URL to request, such as http://198.18.0.100:8092/api/v1/ha/node")
@@ -59,6 +60,7 @@ func newDebugCmd() *cobra.Command {
 	probe.Flags().StringVar(&body, "body", "", "request body")
 	probe.Flags().StringArrayVar(&headers, "header", nil, "request header 'Name: value' (repeatable)")
 	probe.Flags().DurationVar(&duration, "duration", time.Minute, "stop after this long")
+	probe.Flags().BoolVar(&keepAlive, "keep-alive", false, "send every request on one kept-alive connection (a new one only after it failed)")
 
 	var iface, vip string
 	watch := &cobra.Command{
@@ -100,13 +102,14 @@ type ProbeResult struct {
 type probeRequest struct {
 	url, method, body string
 	header            http.Header
+	keepAlive         bool
 }
 
 func runProbe(ctx context.Context, out io.Writer, pr probeRequest, interval, duration time.Duration) error {
 	enc := json.NewEncoder(out)
-	// A fresh connection per request: a kept-alive connection would stay
-	// with the old node after the VIP moved.
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: (&net.Dialer{Timeout: interval * 5}).DialContext}
+	// A fresh connection per request (a kept-alive connection would stay
+	// with the old node after the VIP moved), unless asked for one.
+	tr := &http.Transport{DisableKeepAlives: !pr.keepAlive, MaxConnsPerHost: 1, DialContext: (&net.Dialer{Timeout: interval * 5}).DialContext}
 	c := &http.Client{Transport: tr, Timeout: interval * 5}
 	if c.Timeout < 50*time.Millisecond {
 		c.Timeout = 50 * time.Millisecond

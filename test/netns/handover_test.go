@@ -126,6 +126,61 @@ func runHandovers(t *testing.T, c *cluster, vip string, restart func(i int)) {
 	}
 }
 
+// keptConnection checks, with one transfer, that a client connection the
+// old node accepted before the hand-over goes on being answered by it after
+// new connections reach the new node: the new node passes the segments of
+// connections it does not know on to the old node, which accepts them
+// while it drains (without that, the new node's kernel resets them). It
+// returns how long after the first answer from the new node the kept
+// connection was last answered by the old one.
+func (c *cluster) keptConnection(vip string) time.Duration {
+	t := c.t
+	t.Helper()
+	url := "http://" + vip + ":" + servicePort + "/"
+	old := -1
+	waitFor(t, 20*time.Second, "a node answers on the VIP", func() bool {
+		name := c.viaVIP(url)
+		for i, h := range c.nodes {
+			if h.Name == name {
+				old = i
+			}
+		}
+		return old >= 0
+	})
+	kept := c.client.Start("kept", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s", "--keep-alive")
+	fresh := c.client.Start("fresh", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s")
+	waitLines(t, kept, 20, 5*time.Second)
+	waitLines(t, fresh, 20, 5*time.Second)
+	start := time.Now().UnixNano()
+	c.transferVia(old)
+	var firstNew int64
+	waitFor(t, 20*time.Second, "new connections reach another node", func() bool {
+		for _, r := range parse[ProbeLine](t, fresh.Lines()) {
+			if r.T > start && r.Status == 200 && r.Node != c.nodes[old].Name {
+				firstNew = r.T
+				return true
+			}
+		}
+		return false
+	})
+	// Past the old node's drain.
+	waitLines(t, kept, len(kept.Lines())+50, 10*time.Second)
+	kept.Kill()
+	fresh.Kill()
+	var lastOld int64
+	for _, r := range parse[ProbeLine](t, kept.Lines()) {
+		if r.Status == 200 && r.Node == c.nodes[old].Name {
+			lastOld = r.T
+		}
+	}
+	after := time.Duration(lastOld - firstNew)
+	if after < 20*time.Millisecond {
+		t.Fatalf("the connection %s accepted before the hand-over was last answered %v after new connections reached the new node: it was not passed on to %s",
+			c.nodes[old].Name, after.Round(time.Millisecond), c.nodes[old].Name)
+	}
+	return after
+}
+
 // TestHandoverARP: 'ha transfer' and a graceful stop of the active node in
 // ARP mode lose no request of a client probing every 10 ms (make-before-
 // break: the old node accepts what still reaches it until the new node's
@@ -133,6 +188,9 @@ func runHandovers(t *testing.T, c *cluster, vip string, restart func(i int)) {
 func TestHandoverARP(t *testing.T) {
 	c := newCluster(t, "default")
 	c.startServices()
+	for i := 0; i < 3; i++ {
+		t.Logf("a kept connection was answered by the old node %v after new ones reached the new node", c.keptConnection(vip4).Round(time.Millisecond))
+	}
 	runHandovers(t, c, vip4, func(i int) { c.start(i) })
 }
 
@@ -148,5 +206,6 @@ func TestHandoverBGP(t *testing.T) {
 		out, _ := c.bird.Run("birdc", "-s", c.birdSock, "show", "protocols")
 		return strings.Count(out, "Established") == 6
 	})
+	t.Logf("a kept connection was answered by the old node %v after new ones reached the new node", c.keptConnection(bgpVIP4).Round(time.Millisecond))
 	runHandovers(t, c.cluster, bgpVIP4, func(i int) { c.startBGP(i) })
 }
