@@ -18,16 +18,7 @@ func (c *cluster) handover(vip string, how func(active int)) (old, next, failed 
 	t := c.t
 	t.Helper()
 	url := "http://" + vip + ":" + servicePort + "/"
-	old = -1
-	waitFor(t, 20*time.Second, "a node answers on the VIP", func() bool {
-		name := c.viaVIP(url)
-		for i, h := range c.nodes {
-			if h.Name == name {
-				old = i
-			}
-		}
-		return old >= 0
-	})
+	old = c.answering(url)
 	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s")
 	waitLines(t, probe, 20, 5*time.Second)
 	start := time.Now().UnixNano()
@@ -76,6 +67,22 @@ func (c *cluster) handover(vip string, how func(active int)) (old, next, failed 
 		}
 	}
 	return old, next, failed
+}
+
+// answering waits for a node to answer url on the VIP and returns it.
+func (c *cluster) answering(url string) int {
+	c.t.Helper()
+	i := -1
+	waitFor(c.t, 20*time.Second, "a node answers on the VIP", func() bool {
+		name := c.viaVIP(url)
+		for j, h := range c.nodes {
+			if h.Name == name {
+				i = j
+			}
+		}
+		return i >= 0
+	})
+	return i
 }
 
 // transferVia hands leadership over with 'raftvip ha transfer' on the
@@ -137,16 +144,7 @@ func (c *cluster) keptConnection(vip string) time.Duration {
 	t := c.t
 	t.Helper()
 	url := "http://" + vip + ":" + servicePort + "/"
-	old := -1
-	waitFor(t, 20*time.Second, "a node answers on the VIP", func() bool {
-		name := c.viaVIP(url)
-		for i, h := range c.nodes {
-			if h.Name == name {
-				old = i
-			}
-		}
-		return old >= 0
-	})
+	old := c.answering(url)
 	kept := c.client.Start("kept", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s", "--keep-alive")
 	fresh := c.client.Start("fresh", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s")
 	waitLines(t, kept, 20, 5*time.Second)
