@@ -11,13 +11,15 @@
 // handed a function that says, at any instant, whether the node is still
 // active, and it checks it before every answer it gives, so that a node whose
 // lease has lapsed answers nothing even before Set(passive) reaches it.
+// Desired.Drain asks for the make-before-break half of a deliberate
+// hand-over: claim nothing more, keep accepting what still comes until then.
 //
 // # Usage
 //
 //	a, err := arp.New(arp.Config{Interface: "eth0", VIPs: vips, Active: node.IsActive})
 //	ch, cancel := node.Subscribe()
 //	for s := range ch {
-//		a.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term})
+//		a.Set(ctx, announce.Desired{Active: s.Active, Term: s.Term, Drain: s.Drain})
 //	}
 //	a.Close() // releases the VIPs
 package announce

@@ -11,9 +11,13 @@
 //
 // SetKernelLease gives the node a copy of its lease outside the process (the
 // nftables fence of announce/fence): every renewal is put into it after the
-// quorum round that confirmed it, and it is withdrawn before leadership is
-// handed over, when leadership is lost and when the node closes, so that the
-// kernel never holds a lease the node has let go. SetReadiness tells the
+// quorum round that confirmed it, and it is withdrawn when leadership is
+// lost and when the node closes, so that the kernel never holds a lease the
+// node has let go. A deliberate hand-over (Transfer, a readiness hand-over)
+// is make-before-break: the leader renews its lease with one more quorum
+// round and then drains until that lease ends (Active.Drain, DrainUntil):
+// not active, but the kernel copy and the announcers keep accepting what
+// still reaches the node while the successor takes over. SetReadiness tells the
 // node whether its announcer can do its job; a leader that is not ready hands
 // leadership to a ready voter, when one exists, instead of becoming or
 // staying active, and its status says why.

@@ -27,6 +27,13 @@
 // table of the same name left by an earlier run (after kill -9), starting
 // with the lease not held; Close removes it.
 //
+// Forward, called by a node that has just taken the VIPs over, passes the
+// VIP segments of connections it does not know (no SYN, no conntrack entry
+// of its own) on to the previous owner for a while, in a table of family ip
+// or ip6 named after the fence's with "-handover" (the kernel's dup is not
+// available in inet tables); the first Hold after that time, a withdrawal
+// and Close remove it.
+//
 // A renewal deletes the element and adds it again in one transaction,
 // which packets see whole: adding an element that is there does not renew
 // it (before Linux 6.10 it keeps its timeout; on 6.18 the kernel reports
