@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 SOAK=${SOAK:-30m}
-PROFILES=${PROFILES:-default,fast,lan}
+PROFILES=${PROFILES:-default,fast}
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 go test ./test/netns -run '^TestSoak$' -count=1 -v -timeout 4h -args -soak "$SOAK" -profiles "$PROFILES" |
 	grep -E 'elections|soak under|^(ok|FAIL|---)'

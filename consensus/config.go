@@ -31,10 +31,6 @@ var Profiles = map[string]Timing{
 	"default": {Heartbeat: 350 * time.Millisecond, Election: 350 * time.Millisecond, LeaderLease: 175 * time.Millisecond, ActiveLease: 250 * time.Millisecond, CommitTimeout: 50 * time.Millisecond},
 	// fast: a quiet LAN with little scheduling delay; failover in about 250 ms.
 	"fast": {Heartbeat: 80 * time.Millisecond, Election: 80 * time.Millisecond, LeaderLease: 40 * time.Millisecond, ActiveLease: 55 * time.Millisecond, CommitTimeout: 10 * time.Millisecond},
-	// lan: the shortest timers Validate accepts, for a quiet LAN of
-	// dedicated hosts; the active lease is the heartbeat timeout less the
-	// 20 ms margin and 2 ms.
-	"lan": {Heartbeat: 50 * time.Millisecond, Election: 50 * time.Millisecond, LeaderLease: 25 * time.Millisecond, ActiveLease: 28 * time.Millisecond, CommitTimeout: 5 * time.Millisecond},
 }
 
 // DefaultTiming returns the "default" profile.

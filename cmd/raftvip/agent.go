@@ -109,7 +109,7 @@ environment, which wins over the file.`,
 	f.StringVar(&o.virtInterface, "virt-interface", "", "network interface that carries the VIP on this node")
 	f.StringVar(&o.virtAddr, "virt-addr", "", "the cluster's virtual IP, recorded when the cluster is created with --bootstrap")
 	f.BoolVar(&o.observer, "observer", false, "vote and replicate but never become active")
-	f.StringVar(&o.timing, "timing", "default", "timing profile: default, fast (a quiet LAN) or lan (the shortest: a quiet LAN of dedicated hosts)")
+	f.StringVar(&o.timing, "timing", "default", "timing profile: default or fast (a quiet LAN)")
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "create a new one-node cluster of this node if it belongs to none")
 	f.StringVar(&o.joinURL, "join", "", "API URL of a cluster member to join, with --token")
 	f.StringVar(&o.joinToken, "token", "", "join token from 'raftvip ha token', with --join")
@@ -211,7 +211,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 	t, ok := consensus.Profiles[o.timing]
 	if !ok {
-		return consensus.Config{}, fmt.Errorf("--timing %q must be default, fast or lan", o.timing)
+		return consensus.Config{}, fmt.Errorf("--timing %q must be default or fast", o.timing)
 	}
 	if o.bootstrap && o.joinURL != "" {
 		return consensus.Config{}, errors.New("--bootstrap and --join exclude each other: create a cluster or join one")

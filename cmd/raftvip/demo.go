@@ -46,7 +46,7 @@ unless --keep is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, ok := consensus.Profiles[o.timing]; !ok {
-				return fmt.Errorf("--timing %q must be default, fast or lan", o.timing)
+				return fmt.Errorf("--timing %q must be default or fast", o.timing)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -62,7 +62,7 @@ unless --keep is given.`,
 	}
 	cmd.Flags().StringVar(&o.dir, "dir", "", "directory for the nodes' data and logs (default: a new temporary one)")
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "keep the data directory at the end")
-	cmd.Flags().StringVar(&o.timing, "timing", "fast", "timing profile of the nodes: default, fast or lan")
+	cmd.Flags().StringVar(&o.timing, "timing", "fast", "timing profile of the nodes: default or fast")
 	cmd.Flags().BoolVar(&o.loopback, "loopback", false, "run the loopback demo even as root")
 	return cmd
 }
