@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
@@ -99,6 +100,8 @@ func fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit))
+	case errors.Is(err, errMediaType):
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error())
 	case errors.Is(err, errTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, store.ErrDigest):
@@ -219,6 +222,23 @@ func (s *Server) routes() {
 // readBody reads the request body within the limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+}
+
+// errMediaType is a JSON endpoint's answer to a body declared as something
+// else (HTTP 415).
+var errMediaType = errors.New("unsupported media type")
+
+// readJSONBody reads a body that must be JSON: one whose Content-Type, if
+// any, is application/json or a +json type (application/merge-patch+json).
+// The JSON itself is checked where it is used.
+func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+			return nil, fmt.Errorf("%w: Content-Type %q: the body must be application/json", errMediaType, ct)
+		}
+	}
+	return s.readBody(w, r)
 }
 
 // parseRev reads If-Match / If-None-Match into a required revision.
@@ -470,7 +490,7 @@ type WriteResult struct {
 
 func (s *Server) writeObject(op store.Op) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := s.readBody(w, r)
+		body, err := s.readJSONBody(w, r)
 		if err != nil {
 			fail(w, err)
 			return

@@ -44,12 +44,15 @@ type Introduction struct {
 
 // decodeJSON reads a small JSON body strictly.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
-	body, err := s.readBody(w, r)
+	body, err := s.readJSONBody(w, r)
 	if err != nil {
 		return nil, err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	}
+	if err := store.CheckJSON(body); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", store.ErrInvalid, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -114,7 +114,8 @@ func ValidKind(kind string) error {
 }
 
 // ValidKey reports whether key is a safe path segment: 1 to MaxKeyLen bytes
-// of UTF-8, no '/', '\', NUL or control characters, and not "." or "..".
+// of UTF-8, no '/', '\', NUL, C0 or C1 control characters or bidirectional
+// formatting characters, and not "." or "..".
 func ValidKey(key string) error {
 	switch {
 	case key == "" || len(key) > MaxKeyLen:
@@ -125,11 +126,17 @@ func ValidKey(key string) error {
 		return fmt.Errorf("%w: key is not valid UTF-8", ErrInvalid)
 	}
 	for _, r := range key {
-		if r < 0x20 || r == 0x7f || r == '/' || r == '\\' {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '/' || r == '\\' || bidiControl(r) {
 			return fmt.Errorf("%w: key %q contains a forbidden character %q", ErrInvalid, key, r)
 		}
 	}
 	return nil
+}
+
+// bidiControl reports the Unicode bidirectional formatting characters
+// (the "Trojan Source" set), which make a key display as another.
+func bidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
 }
 
 func validObject(v json.RawMessage, what string) error {
@@ -139,8 +146,8 @@ func validObject(v json.RawMessage, what string) error {
 	if len(v) > MaxValueSize {
 		return fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrInvalid, what, len(v), MaxValueSize)
 	}
-	if !json.Valid(v) {
-		return fmt.Errorf("%w: %s is not valid JSON", ErrInvalid, what)
+	if err := CheckJSON(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
 	}
 	if t := bytes.TrimLeft(v, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return fmt.Errorf("%w: %s must be a JSON object", ErrInvalid, what)
