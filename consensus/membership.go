@@ -280,6 +280,9 @@ func (n *Node) joinHandler() http.Handler {
 		var jr joinRequest
 		body, err := readAllLimit(req.Body, 64<<10)
 		if err == nil {
+			err = store.CheckJSON(body)
+		}
+		if err == nil {
 			err = json.Unmarshal(body, &jr)
 		}
 		if err == nil {

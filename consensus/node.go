@@ -341,8 +341,12 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", n.internalHandler())
 	mux.HandleFunc("/", n.serveRPC)
-	rpcSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
-	joinSrv := &http.Server{Handler: n.joinHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+	rpcSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
+	// The join stream is open to nodes without a certificate: small
+	// requests, short deadlines, idle connections closed.
+	joinSrv := &http.Server{Handler: n.joinHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
 	n.servers = []*http.Server{rpcSrv, joinSrv}
 	go rpcSrv.Serve(m.subs[streamRPC])
 	go joinSrv.Serve(m.subs[streamJoin])

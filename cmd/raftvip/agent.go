@@ -292,7 +292,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	top.Handle("/healthz/", checks)
 	top.Handle("/metrics", metrics.Handler())
 	top.Handle("/", apiSrv)
-	srv := &http.Server{Handler: top, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	srv := &http.Server{Handler: api.Guard(top), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -305,7 +305,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 			shutdown(logger, node, servers, nil, false)
 			return fmt.Errorf("--health-addr: %w", err)
 		}
-		hs := &http.Server{Handler: probes, ReadHeaderTimeout: 5 * time.Second, ErrorLog: srv.ErrorLog}
+		// Load balancers' probes: short requests with no body, kept-alive
+		// connections closed when idle.
+		hs := &http.Server{Handler: api.Guard(probes), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, ErrorLog: srv.ErrorLog}
 		servers = append(servers, hs)
 		go func() { serveErr <- hs.Serve(hl) }()
 	}
