@@ -12,11 +12,13 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/store"
@@ -247,20 +249,31 @@ func (s *Server) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, e
 
 // parseRev reads If-Match / If-None-Match into a required revision.
 func parseRev(r *http.Request) (*uint64, error) {
-	if v := r.Header.Get("If-None-Match"); v != "" {
-		if strings.TrimSpace(v) != "*" {
+	inm, hasINM := r.Header["If-None-Match"]
+	im, hasIM := r.Header["If-Match"]
+	switch {
+	case hasINM && hasIM:
+		return nil, fmt.Errorf("%w: If-Match and If-None-Match together contradict each other", store.ErrInvalid)
+	case hasINM:
+		if len(inm) != 1 || strings.TrimSpace(inm[0]) != "*" {
 			return nil, fmt.Errorf("%w: If-None-Match supports only *", store.ErrInvalid)
 		}
 		zero := uint64(0)
 		return &zero, nil
-	}
-	v := strings.TrimSpace(r.Header.Get("If-Match"))
-	if v == "" {
+	case !hasIM:
 		return nil, nil
 	}
-	n, err := strconv.ParseUint(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
-	if err != nil || n == 0 {
-		return nil, fmt.Errorf("%w: If-Match %q must be a revision such as \"12\"", store.ErrInvalid, v)
+	v := strings.TrimSpace(im[0])
+	if len(im) != 1 || strings.HasPrefix(v, "W/") {
+		return nil, fmt.Errorf("%w: If-Match must be one strong ETag such as \"12\" (a weak one never matches)", store.ErrInvalid)
+	}
+	unq, ok := strings.CutPrefix(v, `"`)
+	if ok {
+		unq, ok = strings.CutSuffix(unq, `"`)
+	}
+	n, err := strconv.ParseUint(unq, 10, 64)
+	if !ok || err != nil || n == 0 || strconv.FormatUint(n, 10) != unq {
+		return nil, fmt.Errorf("%w: If-Match %q must be a revision in quotes, such as \"12\"", store.ErrInvalid, v)
 	}
 	return &n, nil
 }
@@ -436,18 +449,53 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, o)
 }
 
-// listOptions reads ?prefix, ?after and ?limit.
+// listOptions reads ?prefix, ?after and ?limit, each at most once; no other
+// parameter is accepted (a typo would silently list everything). The
+// cursor and the prefix are text a key or path could hold: valid UTF-8 of
+// at most MaxPathLen bytes with no control characters.
 func listOptions(r *http.Request) (store.ListOptions, error) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return store.ListOptions{}, fmt.Errorf("%w: query: %v", store.ErrInvalid, err)
+	}
+	for k, v := range q {
+		switch {
+		case k != "prefix" && k != "after" && k != "limit" && k != "stale":
+			return store.ListOptions{}, fmt.Errorf("%w: unknown parameter %q (prefix, after, limit, stale)", store.ErrInvalid, k)
+		case len(v) > 1:
+			return store.ListOptions{}, fmt.Errorf("%w: %s given %d times", store.ErrInvalid, k, len(v))
+		}
+	}
 	opts := store.ListOptions{Prefix: q.Get("prefix"), After: q.Get("after")}
-	if v := q.Get("limit"); v != "" {
+	for name, v := range map[string]string{"prefix": opts.Prefix, "after": opts.After} {
+		if err := listText(v); err != nil {
+			return opts, fmt.Errorf("%w: %s: %v", store.ErrInvalid, name, err)
+		}
+	}
+	if v := q.Get("limit"); q.Has("limit") {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || strconv.Itoa(n) != v {
 			return opts, fmt.Errorf("%w: limit %q must be a positive number", store.ErrInvalid, v)
 		}
 		opts.Limit = n
 	}
 	return opts, nil
+}
+
+// listText checks a list cursor or prefix.
+func listText(v string) error {
+	if len(v) > store.MaxPathLen {
+		return fmt.Errorf("longer than %d bytes", store.MaxPathLen)
+	}
+	if !utf8.ValidString(v) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range v {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return fmt.Errorf("control character %q", r)
+		}
+	}
+	return nil
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {

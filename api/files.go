@@ -30,27 +30,48 @@ func (s *Server) fileRoutes() {
 	}))
 }
 
-// clientDigest reads the SHA-256 the client announced, if any.
+// clientDigest reads the SHA-256 the client announced, if any, in
+// X-Checksum-Sha256 or RFC 9530's Content-Digest (sha-256=:base64:). Both
+// may be given only if they agree.
 func clientDigest(r *http.Request) (string, error) {
+	var hexSum, digestSum string
 	if v := strings.TrimSpace(r.Header.Get(HeaderChecksum)); v != "" {
 		v = strings.ToLower(v)
 		if err := store.ValidSHA256(v); err != nil {
-			return "", fmt.Errorf("%w: %s", store.ErrInvalid, HeaderChecksum)
+			return "", fmt.Errorf("%w: %s must be 64 hex digits", store.ErrInvalid, HeaderChecksum)
 		}
-		return v, nil
+		hexSum = v
 	}
-	for _, part := range strings.Split(r.Header.Get("Content-Digest"), ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || strings.ToLower(k) != "sha-256" {
-			continue
+	if cd := r.Header.Get("Content-Digest"); cd != "" {
+		for _, part := range strings.Split(cd, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return "", fmt.Errorf("%w: Content-Digest %q is not a list of algorithm=:base64:", store.ErrInvalid, cd)
+			}
+			if strings.ToLower(strings.TrimSpace(k)) != "sha-256" {
+				continue // another algorithm: not ours to check
+			}
+			b64, ok := strings.CutPrefix(strings.TrimSpace(v), ":")
+			if ok {
+				b64, ok = strings.CutSuffix(b64, ":")
+			}
+			raw, err := base64.StdEncoding.DecodeString(b64)
+			if !ok || err != nil || len(raw) != 32 {
+				return "", fmt.Errorf("%w: Content-Digest sha-256 must be the base64 of 32 bytes between colons", store.ErrInvalid)
+			}
+			if digestSum != "" && digestSum != hex.EncodeToString(raw) {
+				return "", fmt.Errorf("%w: Content-Digest names two different sha-256 values", store.ErrInvalid)
+			}
+			digestSum = hex.EncodeToString(raw)
 		}
-		raw, err := base64.StdEncoding.DecodeString(strings.Trim(v, ":"))
-		if err != nil || len(raw) != 32 {
-			return "", fmt.Errorf("%w: Content-Digest sha-256 must be the base64 of 32 bytes between colons", store.ErrInvalid)
-		}
-		return hex.EncodeToString(raw), nil
 	}
-	return "", nil
+	if hexSum != "" && digestSum != "" && hexSum != digestSum {
+		return "", fmt.Errorf("%w: %s and Content-Digest disagree", store.ErrInvalid, HeaderChecksum)
+	}
+	if hexSum != "" {
+		return hexSum, nil
+	}
+	return digestSum, nil
 }
 
 // putFile stores an upload: the body streams into this node's blob store
@@ -78,8 +99,28 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("%w: the file is %d bytes, the limit is %d", errTooLarge, r.ContentLength, s.maxFile))
 		return
 	}
+	ifRev, err := parseRev(r)
+	if err != nil {
+		fail(w, err)
+		return
+	}
 	if !s.routeReader(w, r, r.Body, r.ContentLength) {
 		return
+	}
+	// A precondition that already fails is refused before a byte of the
+	// body is stored or copied (the commit checks it again).
+	if ifRev != nil {
+		var have uint64
+		if f, err := s.node.Store().GetFile(ns, p); err == nil {
+			have = f.Rev
+		} else if !errors.Is(err, store.ErrNotFound) {
+			fail(w, err)
+			return
+		}
+		if have != *ifRev {
+			fail(w, fmt.Errorf("%w: %s/%s is at revision %d, not %d", store.ErrConflict, ns, p, have, *ifRev))
+			return
+		}
 	}
 	// Store the upload here and stream it to the other voters at once.
 	sha, size, quorum, err := s.receiveBlob(r, want)
@@ -97,11 +138,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	cmd := &store.Command{Op: store.OpFilePut, File: &store.FileRef{Namespace: ns, Path: p, SHA256: sha, Size: size, ContentType: ctype}}
-	if cmd.IfRev, err = parseRev(r); err != nil {
-		fail(w, err)
-		return
-	}
+	cmd := &store.Command{Op: store.OpFilePut, File: &store.FileRef{Namespace: ns, Path: p, SHA256: sha, Size: size, ContentType: ctype}, IfRev: ifRev}
 	if _, err := s.apply(r.Context(), cmd); err != nil {
 		fail(w, err)
 		return
@@ -187,7 +224,82 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.Header().Set("Content-Type", "application/octet-stream")
 	}
+	if v, ok := r.Header["Range"]; ok {
+		if err := checkRange(v, f.Size); err != nil {
+			if errors.Is(err, errUnsatisfiable) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", f.Size))
+				writeError(w, http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", err.Error())
+				return
+			}
+			fail(w, err)
+			return
+		}
+	}
 	http.ServeContent(w, r, "", f.Updated, blob)
+}
+
+// maxRanges bounds a multi-range request (each part costs a header and a
+// seek).
+const maxRanges = 16
+
+var errUnsatisfiable = errors.New("no part of the range is inside the file")
+
+// checkRange validates a Range header (RFC 9110, 14.1.2) before
+// http.ServeContent sees it, so that a malformed one gets a 400 JSON answer
+// and one outside the file a 416 with "bytes */size", where ServeContent
+// answers in plain text (and "bytes=-0" with "bytes 11-10/11").
+func checkRange(values []string, size int64) error {
+	bad := func(why string) error { return fmt.Errorf("%w: Range %q: %s", store.ErrInvalid, values, why) }
+	if len(values) != 1 {
+		return bad("give one Range header")
+	}
+	specs, ok := strings.CutPrefix(strings.TrimSpace(values[0]), "bytes=")
+	if !ok {
+		return bad(`only "bytes=" ranges are served`)
+	}
+	parts := strings.Split(specs, ",")
+	if len(parts) > maxRanges {
+		return bad(fmt.Sprintf("at most %d ranges", maxRanges))
+	}
+	satisfiable := false
+	for _, part := range parts {
+		first, last, ok := strings.Cut(strings.TrimSpace(part), "-")
+		if !ok || (first == "" && last == "") {
+			return bad("each range is first-last, first- or -suffix")
+		}
+		num := func(s string) (int64, bool) {
+			n, err := strconv.ParseInt(s, 10, 64)
+			return n, err == nil && n >= 0 && strings.TrimLeft(s, "0123456789") == ""
+		}
+		switch {
+		case first == "":
+			n, ok := num(last)
+			if !ok {
+				return bad("a suffix length must be a number")
+			}
+			if n > 0 && size > 0 {
+				satisfiable = true
+			}
+		default:
+			a, ok := num(first)
+			if !ok {
+				return bad("a first position must be a number")
+			}
+			if last != "" {
+				b, ok := num(last)
+				if !ok || b < a {
+					return bad("a last position must be a number no smaller than the first")
+				}
+			}
+			if a < size {
+				satisfiable = true
+			}
+		}
+	}
+	if !satisfiable {
+		return fmt.Errorf("%w: Range %q, file of %d bytes", errUnsatisfiable, values[0], size)
+	}
+	return nil
 }
 
 func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -114,6 +115,36 @@ func TestFilesReplicatedWhole(t *testing.T) {
 	if st != 206 || !bytes.Equal(got, data[1000:2000]) || hdr.Get("Content-Range") == "" {
 		t.Fatalf("range: %d, %d bytes, %v", st, len(got), hdr.Get("Content-Range"))
 	}
+	size := len(data)
+	for rng, want := range map[string]struct {
+		st    int
+		code  string
+		crng  string
+		bytes int
+	}{
+		"bytes=-0":                     {416, "range_not_satisfiable", fmt.Sprintf("bytes */%d", size), 0},
+		fmt.Sprintf("bytes=%d-", size): {416, "range_not_satisfiable", fmt.Sprintf("bytes */%d", size), 0},
+		"bytes=5-2":                    {400, "bad_request", "", 0},
+		"bytes=x-1":                    {400, "bad_request", "", 0},
+		"bytes=+1-2":                   {400, "bad_request", "", 0},
+		"items=0-1":                    {400, "bad_request", "", 0},
+		"bytes=-":                      {400, "bad_request", "", 0},
+		"bytes=" + strings.Repeat("0-0,", 16) + "0-0": {400, "bad_request", "", 0},
+		"bytes=-10": {206, "", fmt.Sprintf("bytes %d-%d/%d", size-10, size-1, size), 10},
+	} {
+		st, got, hdr := c.raw(act, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", map[string]string{"Range": rng})
+		if st != want.st || hdr.Get("Content-Range") != want.crng {
+			t.Errorf("Range %s: %d, Content-Range %q; want %d, %q", rng, st, hdr.Get("Content-Range"), want.st, want.crng)
+			continue
+		}
+		var e Error
+		if want.code != "" && (json.Unmarshal(got, &e) != nil || e.Code != want.code) {
+			t.Errorf("Range %s: body %.80q, want a JSON error %q", rng, got, want.code)
+		}
+		if want.code == "" && len(got) != want.bytes {
+			t.Errorf("Range %s: %d bytes, want %d", rng, len(got), want.bytes)
+		}
+	}
 	if st, _ := c.do(act, "GET", "/api/v1/files/isos/ubuntu/24.04.iso", "", map[string]string{"If-None-Match": `"` + sha + `"`}); st != 304 {
 		t.Fatalf("conditional GET: %d, want 304", st)
 	}
@@ -161,6 +192,35 @@ func TestFilesReplicatedWhole(t *testing.T) {
 	}
 	if st, _ := c.do(act, "GET", "/api/v1/files/files/bad-digest", "", nil); st != 404 {
 		t.Errorf("a refused upload is visible: %d", st)
+	}
+	// Headers that contradict each other or are malformed: 400.
+	other := genData(1<<20, 9)
+	otherSum := sha256.Sum256(other)
+	for name, hdr := range map[string]map[string]string{
+		"digests disagree":    {HeaderChecksum: sha, "Content-Digest": "sha-256=:" + base64.StdEncoding.EncodeToString(otherSum[:]) + ":"},
+		"digest without ':'":  {"Content-Digest": "sha-256=" + base64.StdEncoding.EncodeToString(otherSum[:])},
+		"digest not a list":   {"Content-Digest": "garbage"},
+		"checksum not hex":    {HeaderChecksum: "xyz"},
+		"weak If-Match":       {"If-Match": `W/"1"`},
+		"both preconditions":  {"If-Match": `"1"`, "If-None-Match": "*"},
+		"If-None-Match a tag": {"If-None-Match": `"abc"`},
+	} {
+		if st, body := c.upload(act, "files/other", other, hdr); st != 400 {
+			t.Errorf("%s: %d %s, want 400", name, st, body)
+		}
+	}
+	// A precondition that fails is refused before the body is stored or
+	// copied anywhere.
+	if st, body := c.upload(passive, "isos/ubuntu/24.04.iso", other, map[string]string{"If-None-Match": "*"}); st != 412 {
+		t.Errorf("If-None-Match: * on an existing file: %d %s, want 412", st, body)
+	}
+	if st, body := c.upload(act, "files/other", other, map[string]string{"If-Match": `"7"`}); st != 412 {
+		t.Errorf("If-Match on a missing file: %d %s, want 412", st, body)
+	}
+	for _, n := range c.nodes {
+		if n.node.Store().HasBlob(hex.EncodeToString(otherSum[:])) {
+			t.Errorf("%s stored the body of a refused upload", n.id)
+		}
 	}
 	if now, _ := act.node.Store().Applied(); now != applied {
 		t.Errorf("refused uploads changed the applied index %d -> %d", applied, now)

@@ -27,6 +27,7 @@ import (
 	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/healthz"
+	"github.com/raftvip/raftvip/store"
 )
 
 // agentOptions are the agent's settings, parsed from flags, the environment
@@ -155,6 +156,9 @@ func applyEnvAndConfig(fs *pflag.FlagSet, configFile string) error {
 		if err != nil {
 			return fmt.Errorf("--config: %w", err)
 		}
+		if err := store.CheckJSON(b); err != nil {
+			return fmt.Errorf("--config %s: %v", configFile, err)
+		}
 		dec := json.NewDecoder(strings.NewReader(string(b)))
 		dec.UseNumber()
 		if err := dec.Decode(&fileVals); err != nil {
@@ -221,6 +225,9 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 	}
 	if o.maxBody < 1024 {
 		return consensus.Config{}, fmt.Errorf("--max-body %d is below 1024 bytes", o.maxBody)
+	}
+	if o.maxFile < 1 {
+		return consensus.Config{}, fmt.Errorf("--max-file-size %d must be a positive number of bytes", o.maxFile)
 	}
 	host, port, err := net.SplitHostPort(o.apiAddr)
 	if err != nil || port == "" {

@@ -71,6 +71,9 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{[]string{"agent", "--data-dir", t.TempDir(), "--api-addr", "0.0.0.0:0"}, "--api-url"},
 		{[]string{"agent", "--data-dir", t.TempDir(), "--consensus-addr", "nohost"}, "--consensus-addr"},
 		{[]string{"agent", "--no-such-flag"}, "unknown flag"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--max-file-size", "-5"}, "--max-file-size"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--config", badConfig(t, `{"timing":"fast"} trailing`)}, "--config"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--config", badConfig(t, `{"timing":"fast","timing":"default"}`)}, "duplicate"},
 		{[]string{"ha", "status", "-E", "http://127.0.0.1:1"}, "cannot reach raftvip"},
 		{[]string{"ha", "status", "-E", "not a url"}, "--endpoint"},
 		{[]string{"ha", "enroll", "-E", "http://127.0.0.1:1", "198.18.0.2"}, "API URL"},
@@ -85,6 +88,15 @@ func TestBadInputFailsClearly(t *testing.T) {
 			t.Errorf("raftvip %s: exit %d, stderr %q, stdout %q; want a non-zero exit and %q", strings.Join(c.args, " "), code, stderr, stdout, c.want)
 		}
 	}
+}
+
+// badConfig writes a config file with body and returns its path.
+func badConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "agent.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestConfigPrecedence(t *testing.T) {
