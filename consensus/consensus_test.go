@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -391,4 +394,57 @@ func TestHalfRemovedMemberCleaned(t *testing.T) {
 	if _, ok := a.memberMap()["a"]; !ok {
 		t.Fatal("reconciling removed the leader's own record")
 	}
+}
+
+// TestDataDirGuarded: a data directory that other users can enter is
+// refused, and while one node holds a data directory a second is told so
+// (with the holder's PID); once the first closes, the directory opens.
+func TestDataDirGuarded(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	open := func(dir string) (*Node, error) {
+		return New(Config{DataDir: dir, NodeID: "n1", ConsensusAddr: freeAddr(t), APIURL: "http://127.0.0.1:1", Logger: logger})
+	}
+	for _, mode := range []os.FileMode{0o750, 0o705, 0o777} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "ha-state.json"), []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := open(dir); !errors.Is(err, ErrDataDirMode) || !strings.Contains(err.Error(), "chmod 700") {
+			if n != nil {
+				n.Close()
+			}
+			t.Fatalf("mode %#o: %v, want ErrDataDirMode naming chmod 700", mode, err)
+		}
+	}
+	// An empty directory open to others holds nothing yet: made private.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first, err := open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Close() })
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the empty data dir was not made 0700: %v %v", fi.Mode(), err)
+	}
+	second, err := open(dir)
+	if !errors.Is(err, ErrDataDirHeld) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second node on a held data dir: %v, want ErrDataDirHeld naming pid %d", err, os.Getpid())
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	third, err := open(dir)
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	third.Close()
 }

@@ -36,4 +36,9 @@ var (
 	// ErrSharedStorage means the data directory is on a network or shared
 	// filesystem or block device (NFS, SMB, CephFS, iSCSI, DRBD, ...).
 	ErrSharedStorage = errors.New("the data directory is on shared storage")
+	// ErrDataDirMode means users other than the owner can enter the data
+	// directory.
+	ErrDataDirMode = errors.New("the data directory is open to other users")
+	// ErrDataDirHeld means another agent holds the data directory.
+	ErrDataDirHeld = errors.New("the data directory is in use")
 )

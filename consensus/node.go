@@ -57,6 +57,7 @@ type Node struct {
 	mat          *Material
 	raft         *raft.Raft
 	trans        *raft.NetworkTransport
+	lock         *os.File // the data directory's lock, released by Close
 	logStore     *raftboltdb.BoltStore
 	mux          *mux
 	servers      []*http.Server
@@ -118,11 +119,28 @@ func New(cfg Config) (*Node, error) {
 	if err := checkLocalStorage(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if err := checkDataDirMode(cfg.DataDir, cfg.Logger); err != nil {
+		return nil, err
+	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := open(cfg, lock)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// open is New once the data directory is locked.
+func open(cfg Config, lock *os.File) (*Node, error) {
 	st, err := ReadHAState(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{}), lock: lock}
 	if st.Valid {
 		for _, c := range st.overrides(&n.cfg) {
 			n.logger.Warn("ha-state.json wins over a conflicting flag", "setting", c)
@@ -424,6 +442,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.logStore.Close())
 	}
 	errs = append(errs, n.store.Close())
+	if n.lock != nil {
+		errs = append(errs, n.lock.Close()) // releases the flock
+	}
 	n.subMu.Lock()
 	for ch := range n.subs {
 		close(ch)
