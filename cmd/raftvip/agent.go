@@ -46,6 +46,7 @@ type agentOptions struct {
 	bootstrap      bool
 	joinURL        string
 	joinToken      string
+	joinTokenFile  string
 	maxBody        int64
 	maxFile        int64
 	vips           []string
@@ -85,7 +86,7 @@ the client API on --api-addr.
 
 A new node waits until it is initialised ('raftvip ha init', or --bootstrap)
 or enrolled into a cluster ('raftvip ha enroll' on the active node, or
---join URL --token T). Once its ha-state.json is valid, that file wins over
+--join URL --token-file F). Once its ha-state.json is valid, that file wins over
 flags: a conflicting flag is reported and ignored.
 
 Every flag can also be set in the environment as RAFTVIP_<FLAG> (for example
@@ -94,8 +95,18 @@ keys are the flag names. A flag on the command line wins over the
 environment, which wins over the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("token") {
+				return errors.New("--token would show the join token to every user of this machine (/proc/PID/cmdline): put it in a file for --token-file, or in RAFTVIP_TOKEN")
+			}
 			if err := applyEnvAndConfig(cmd.Flags(), o.configFile); err != nil {
 				return err
+			}
+			if o.joinToken == "" && o.joinTokenFile != "" {
+				t, err := readSecretFile(o.joinTokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				o.joinToken = t
 			}
 			return runAgent(cmd.Context(), o)
 		},
@@ -113,7 +124,8 @@ environment, which wins over the file.`,
 	f.StringVar(&o.timing, "timing", "default", "timing profile: default or fast (a quiet LAN)")
 	f.BoolVar(&o.bootstrap, "bootstrap", false, "create a new one-node cluster of this node if it belongs to none")
 	f.StringVar(&o.joinURL, "join", "", "API URL of a cluster member to join, with --token")
-	f.StringVar(&o.joinToken, "token", "", "join token from 'raftvip ha token', with --join")
+	f.StringVar(&o.joinToken, "token", "", "join token, only from RAFTVIP_TOKEN or the config file (on the command line every user could read it in /proc)")
+	f.StringVar(&o.joinTokenFile, "token-file", "", "file holding the join token from 'raftvip ha token', with --join (or the token itself in RAFTVIP_TOKEN)")
 	f.StringSliceVar(&o.vips, "vip", nil, "virtual IP with its subnet's prefix length (198.18.0.100/24, 2001:db8::100/64), held and answered for by the active node; repeat for several")
 	f.StringVar(&o.vipScript, "virt-interface-script", "", "script called as 'SCRIPT add|remove IFACE ADDR/PREFIX' instead of raftvip adding the VIP (gives up process-answered ARP fencing)")
 	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
@@ -221,7 +233,7 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		return consensus.Config{}, errors.New("--bootstrap and --join exclude each other: create a cluster or join one")
 	}
 	if (o.joinURL == "") != (o.joinToken == "") {
-		return consensus.Config{}, errors.New("--join and --token go together: run 'raftvip ha token' on a member for the token")
+		return consensus.Config{}, errors.New("--join and a join token (--token-file or RAFTVIP_TOKEN) go together: run 'raftvip ha token' on a member for the token")
 	}
 	if o.maxBody < 1024 {
 		return consensus.Config{}, fmt.Errorf("--max-body %d is below 1024 bytes", o.maxBody)

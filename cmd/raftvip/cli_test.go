@@ -66,8 +66,13 @@ func TestBadInputFailsClearly(t *testing.T) {
 		want string
 	}{
 		{[]string{"agent", "--data-dir", t.TempDir(), "--timing", "slow"}, "--timing"},
-		{[]string{"agent", "--data-dir", t.TempDir(), "--bootstrap", "--join", "http://x", "--token", "t"}, "exclude"},
-		{[]string{"agent", "--data-dir", t.TempDir(), "--join", "http://x"}, "--token"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--bootstrap", "--join", "http://x", "--token-file", secretFile(t, "t")}, "exclude"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--join", "http://x"}, "--token-file"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--join", "http://x", "--token", "t"}, "/proc"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--join", "http://x", "--token-file", "/nonexistent/token"}, "--token-file"},
+		{[]string{"agent", "--data-dir", t.TempDir(), "--join", "http://x", "--token-file", secretFile(t, "a\nb")}, "one line"},
+		{[]string{"ha", "status", "-E", "http://127.0.0.1:1", "--api-token", "secret"}, "/proc"},
+		{[]string{"ha", "status", "-E", "http://127.0.0.1:1", "--api-token-file", secretFile(t, "")}, "one line"},
 		{[]string{"agent", "--data-dir", t.TempDir(), "--api-addr", "0.0.0.0:0"}, "--api-url"},
 		{[]string{"agent", "--data-dir", t.TempDir(), "--consensus-addr", "nohost"}, "--consensus-addr"},
 		{[]string{"agent", "--no-such-flag"}, "unknown flag"},
@@ -88,6 +93,15 @@ func TestBadInputFailsClearly(t *testing.T) {
 			t.Errorf("raftvip %s: exit %d, stderr %q, stdout %q; want a non-zero exit and %q", strings.Join(c.args, " "), code, stderr, stdout, c.want)
 		}
 	}
+}
+
+// secretFile writes a token file holding body and returns its path.
+func secretFile(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // badConfig writes a config file with body and returns its path.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,10 +21,12 @@ import (
 // clientOptions are the flags shared by every command that talks to a
 // running node's API.
 type clientOptions struct {
-	endpoint string
-	token    string
-	dataDir  string
-	timeout  time.Duration
+	endpoint  string
+	token     string // set in-process (the demo), never from a flag
+	tokenFlag string // refused: see register
+	tokenFile string
+	dataDir   string
+	timeout   time.Duration
 }
 
 const defaultEndpoint = "http://127.0.0.1:8092"
@@ -31,9 +34,33 @@ const defaultEndpoint = "http://127.0.0.1:8092"
 func (o *clientOptions) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVarP(&o.endpoint, "endpoint", "E", envOr("RAFTVIP_ENDPOINT", defaultEndpoint), "API URL of a raftvip node (env RAFTVIP_ENDPOINT)")
-	f.StringVar(&o.token, "api-token", os.Getenv("RAFTVIP_API_TOKEN"), "the cluster's API bearer token (env RAFTVIP_API_TOKEN; default: Token from --data-dir's ha-state.json)")
-	f.StringVar(&o.dataDir, "data-dir", envOr("RAFTVIP_DATA_DIR", defaultDataDir), "data directory whose ha-state.json holds the API token, when --api-token is not given")
+	f.StringVar(&o.tokenFlag, "api-token", "", "refused: a secret on the command line is visible to every user (/proc); use --api-token-file or RAFTVIP_API_TOKEN")
+	_ = f.MarkHidden("api-token")
+	f.StringVar(&o.tokenFile, "api-token-file", os.Getenv("RAFTVIP_API_TOKEN_FILE"), "file holding the cluster's API bearer token (env RAFTVIP_API_TOKEN_FILE; or the token itself in RAFTVIP_API_TOKEN; default: Token from --data-dir's ha-state.json)")
+	f.StringVar(&o.dataDir, "data-dir", envOr("RAFTVIP_DATA_DIR", defaultDataDir), "data directory whose ha-state.json holds the API token, when no other is given")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
+}
+
+// readSecretFile reads a token from a file: one line, surrounding space
+// trimmed, at most 4 KiB.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > 4096 {
+		return "", fmt.Errorf("%s is larger than 4 KiB: not a token", path)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" || strings.ContainsAny(t, "\r\n") {
+		return "", fmt.Errorf("%s must hold the token alone, on one line", path)
+	}
+	return t, nil
 }
 
 func envOr(name, def string) string {
@@ -67,7 +94,20 @@ func (o *clientOptions) client() (*client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--endpoint %q must be an http:// or https:// URL such as %s", o.endpoint, defaultEndpoint)
 	}
+	if o.tokenFlag != "" {
+		return nil, errors.New("--api-token would show the token to every user of this machine (/proc/PID/cmdline): put it in a file for --api-token-file, or in RAFTVIP_API_TOKEN")
+	}
 	tok := o.token
+	if tok == "" {
+		tok = os.Getenv("RAFTVIP_API_TOKEN")
+	}
+	if tok == "" && o.tokenFile != "" {
+		t, err := readSecretFile(o.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--api-token-file: %w", err)
+		}
+		tok = t
+	}
 	if tok == "" && o.dataDir != "" {
 		if st, err := consensus.ReadHAState(o.dataDir); err == nil {
 			tok = st.Token

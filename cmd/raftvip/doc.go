@@ -13,6 +13,8 @@
 //	raftvip objects put machine m1 '{"name":"m1"}'
 //	raftvip demo
 //
-// Client commands find the API token in --api-token, RAFTVIP_API_TOKEN, or
-// the Token field of --data-dir's ha-state.json.
+// Client commands find the API token in RAFTVIP_API_TOKEN, in the file named
+// by --api-token-file, or in the Token field of --data-dir's ha-state.json;
+// never on the command line, where every user could read it in /proc. The
+// agent takes a join token from RAFTVIP_TOKEN or --token-file alike.
 package main
