@@ -154,7 +154,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.authorized(r) {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json>)")
+		msg := "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json>)"
+		if s.node.HAState().Token == "" {
+			msg = "this node is not in a cluster yet and answers only to its bootstrap secret (Authorization: Bearer <the " + consensus.BootstrapSecretFile + " file in its data dir>)"
+		}
+		writeError(w, http.StatusUnauthorized, "unauthorized", msg)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -181,8 +185,13 @@ func (s *Server) authorized(r *http.Request) bool {
 		return true
 	}
 	tok := s.node.HAState().Token
-	if tok == "" { // not in a cluster yet: only init and join do anything
-		return true
+	if tok == "" {
+		// Not in a cluster yet: only the holder of the bootstrap secret
+		// (from this node's data dir) may initialise, enroll or join it.
+		tok = s.node.BootstrapSecret()
+		if tok == "" {
+			return false
+		}
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1

@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -488,5 +491,65 @@ func TestNotReadyHandsOver(t *testing.T) {
 		if a := c.active(5 * time.Second); a != next {
 			t.Fatalf("with no ready voter, %s handed over to %s", next.id, a.id)
 		}
+	}
+}
+
+// TestClaimedStart: a node in no cluster does nothing for a request without
+// its bootstrap secret (init, join and enroll included), tells the caller
+// where the secret is, and forgets the secret once it belongs to a cluster.
+func TestClaimedStart(t *testing.T) {
+	c := newCluster(t)
+	c.boot(1)
+	other := c.nodes[0]
+	fresh := c.add(false)
+	secret := fresh.node.BootstrapSecret()
+	if len(secret) != 64 {
+		t.Fatalf("bootstrap secret %q", secret)
+	}
+	b, err := os.ReadFile(filepath.Join(fresh.dir, consensus.BootstrapSecretFile))
+	if err != nil || strings.TrimSpace(string(b)) != secret {
+		t.Fatalf("bootstrap-secret file: %q %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(fresh.dir, consensus.BootstrapSecretFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("bootstrap-secret file mode: %v %v", fi.Mode(), err)
+	}
+	for _, auth := range []string{"", "Bearer ", "Bearer " + strings.Repeat("0", 64), "Bearer " + secret[:63], secret} {
+		for _, p := range []string{"/api/v1/ha/init", "/api/v1/ha/join"} {
+			body := `{}`
+			if p == "/api/v1/ha/join" {
+				body = `{"join_url":"http://127.0.0.1:1","token":"x"}`
+			}
+			st, out := c.do(fresh, "POST", p, body, map[string]string{"Authorization": auth}) // replaces the cluster's token
+			if st != 401 || !strings.Contains(string(out), consensus.BootstrapSecretFile) {
+				t.Fatalf("POST %s with Authorization %q: %d %s, want 401 naming the secret file", p, auth, st, out)
+			}
+		}
+	}
+	if fresh.node.HAState().Valid {
+		t.Fatal("refused requests configured the node")
+	}
+	// The cluster cannot enroll it without the secret either.
+	for _, sec := range []string{"", "wrong"} {
+		body, _ := json.Marshal(EnrollRequest{URL: fresh.url, Secret: sec})
+		if st, out := c.do(other, "POST", "/api/v1/ha/members", string(body), nil); st < 400 {
+			t.Fatalf("enroll with secret %q: %d %s", sec, st, out)
+		}
+	}
+	if fresh.node.HAState().Valid {
+		t.Fatal("an enroll without the secret configured the node")
+	}
+	// With it: enrolled, and the secret is gone.
+	body, _ := json.Marshal(EnrollRequest{URL: fresh.url, Secret: secret})
+	if st, out := c.do(other, "POST", "/api/v1/ha/members", string(body), nil); st != 200 {
+		t.Fatalf("enroll with the secret: %d %s", st, out)
+	}
+	if fresh.node.BootstrapSecret() != "" {
+		t.Fatal("the secret still works after the node joined")
+	}
+	if _, err := os.Stat(filepath.Join(fresh.dir, consensus.BootstrapSecretFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("bootstrap-secret file after joining: %v", err)
+	}
+	if st, _ := c.do(fresh, "GET", "/api/v1/objects/machine", "", map[string]string{"Authorization": "Bearer " + secret}); st != 401 {
+		t.Fatalf("the old secret after joining: %d, want 401", st)
 	}
 }

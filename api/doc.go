@@ -26,5 +26,13 @@
 // forwarded, so it may or may not have been applied; read before retrying,
 // or make the write conditional (If-Match, If-None-Match: *, a job log's
 // expected offset) so that a retry cannot apply it twice. Requests need the cluster's bearer
-// token (ha-state.json Token), except those from members.
+// token (ha-state.json Token), except those from members; a node in no
+// cluster yet answers only to its bootstrap secret (consensus.BootstrapSecretFile).
+//
+// Input is checked strictly before anything is proposed: JSON bodies must be
+// I-JSON nested at most store.MaxJSONDepth levels and declared as JSON if
+// declared at all (415 otherwise), If-Match is one strong quoted revision,
+// Range is checked before a file is served, list parameters are known and
+// single. Guard wraps every listener: unclean paths get 400 before routing
+// and a request body idle for 15 s gets 408.
 package api

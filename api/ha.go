@@ -18,6 +18,9 @@ import (
 // EnrollRequest asks the cluster to enroll the unjoined node at URL.
 type EnrollRequest struct {
 	URL string `json:"url"`
+	// Secret is the new node's bootstrap secret (the bootstrap-secret file
+	// in its data dir): without it the new node refuses to join.
+	Secret string `json:"secret"`
 }
 
 // JoinRequest tells an unjoined node to join the cluster at JoinURL.
@@ -230,6 +233,10 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		fail(w, fmt.Errorf("%w: url %q must be the new node's API URL (http://host:port)", store.ErrInvalid, req.URL))
 		return
 	}
+	if req.Secret == "" {
+		fail(w, fmt.Errorf("%w: secret, the new node's bootstrap secret (the %s file in its data dir), is required", store.ErrInvalid, consensus.BootstrapSecretFile))
+		return
+	}
 	tok, err := s.node.Token(10 * time.Minute)
 	if err != nil {
 		fail(w, err)
@@ -244,6 +251,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	jreq.Header.Set("Content-Type", "application/json")
+	jreq.Header.Set("Authorization", "Bearer "+req.Secret)
 	resp, err := http.DefaultClient.Do(jreq)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "enroll_failed", fmt.Sprintf("reaching the new node at %s: %v", req.URL, err))

@@ -131,7 +131,7 @@ func (c *tcluster) waitBlobEverywhere(sha string, timeout time.Duration) {
 func (c *tcluster) boot(size int) {
 	c.t.Helper()
 	first := c.add(false)
-	if st, body := c.do(first, "POST", "/api/v1/ha/init", "{}", nil); st != 200 {
+	if st, body := c.do(first, "POST", "/api/v1/ha/init", "{}", map[string]string{"Authorization": "Bearer " + first.node.BootstrapSecret()}); st != 200 {
 		c.t.Fatalf("init: %d %s", st, body)
 	}
 	c.token = first.node.HAState().Token
@@ -143,7 +143,7 @@ func (c *tcluster) boot(size int) {
 func (c *tcluster) enroll(n *tnode) {
 	c.t.Helper()
 	via := c.active(10 * time.Second)
-	body, _ := json.Marshal(EnrollRequest{URL: n.url})
+	body, _ := json.Marshal(EnrollRequest{URL: n.url, Secret: n.node.BootstrapSecret()})
 	if st, out := c.do(via, "POST", "/api/v1/ha/members", string(body), nil); st != 200 {
 		c.t.Fatalf("enroll %s: %d %s", n.id, st, out)
 	}

@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,4 +68,44 @@ func lockDataDir(dir string) (*os.File, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, nil
+}
+
+// BootstrapSecretFile is the file in an unconfigured node's data directory
+// that holds its bootstrap secret: the claim on the node. Until the node is
+// initialised or has joined a cluster, its API does nothing for a request
+// without that secret (Authorization: Bearer), so whoever reaches a fresh
+// node first does not own it; the file is removed once the node belongs to
+// a cluster.
+const BootstrapSecretFile = "bootstrap-secret"
+
+// ensureBootstrapSecret reads the bootstrap secret, writing a new one
+// (32 random bytes, hex) at first start.
+func ensureBootstrapSecret(dir string) (string, error) {
+	p := filepath.Join(dir, BootstrapSecretFile)
+	if b, err := os.ReadFile(p); err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) == 64 {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s is not a bootstrap secret (64 hex digits); remove it and restart to make a new one", p)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	s := newSecret()
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// newSecret is 32 random bytes in hex.
+func newSecret() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
 }

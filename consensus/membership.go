@@ -146,7 +146,24 @@ func (n *Node) markValid() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.state.Valid = true
-	return WriteHAState(n.cfg.DataDir, n.state)
+	if err := WriteHAState(n.cfg.DataDir, n.state); err != nil {
+		return err
+	}
+	// The claim has served its purpose: the node now answers to the
+	// cluster's tokens.
+	n.bootstrapSecret = ""
+	if err := os.Remove(filepath.Join(n.cfg.DataDir, BootstrapSecretFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.logger.Warn("could not remove the bootstrap secret", "err", err)
+	}
+	return nil
+}
+
+// BootstrapSecret is the secret that an unconfigured node's API requires
+// (see BootstrapSecretFile), or "" once the node belongs to a cluster.
+func (n *Node) BootstrapSecret() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.bootstrapSecret
 }
 
 func (n *Node) waitLeader(ctx context.Context) error {

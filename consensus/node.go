@@ -52,23 +52,26 @@ type Node struct {
 	logger *slog.Logger
 	store  *store.Store
 
-	mu           sync.Mutex // guards the fields below, which change on Init/Join/Close
-	state        *HAState
-	mat          *Material
-	raft         *raft.Raft
-	trans        *raft.NetworkTransport
-	lock         *os.File // the data directory's lock, released by Close
-	logStore     *raftboltdb.BoltStore
-	mux          *mux
-	servers      []*http.Server
-	rpcHandler   http.Handler
-	client       *http.Client
-	bclient      *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
-	statusExtra  func() any
-	readiness    ReadinessFunc
-	readinessSet bool
-	lastHandOver HandOver
-	closed       bool
+	mu    sync.Mutex // guards the fields below, which change on Init/Join/Close
+	state *HAState
+	mat   *Material
+	raft  *raft.Raft
+	trans *raft.NetworkTransport
+	lock  *os.File // the data directory's lock, released by Close
+	// bootstrapSecret claims an unconfigured node ("" once it belongs to a
+	// cluster); guarded by mu.
+	bootstrapSecret string
+	logStore        *raftboltdb.BoltStore
+	mux             *mux
+	servers         []*http.Server
+	rpcHandler      http.Handler
+	client          *http.Client
+	bclient         *http.Client // member traffic without an overall timeout, for blobs and forwarded uploads
+	statusExtra     func() any
+	readiness       ReadinessFunc
+	readinessSet    bool
+	lastHandOver    HandOver
+	closed          bool
 
 	leaseMu      sync.Mutex
 	leaseUntil   time.Time
@@ -141,6 +144,11 @@ func open(cfg Config, lock *os.File) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{}), lock: lock}
+	if !st.Valid {
+		if n.bootstrapSecret, err = ensureBootstrapSecret(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("bootstrap secret: %w", err)
+		}
+	}
 	if st.Valid {
 		for _, c := range st.overrides(&n.cfg) {
 			n.logger.Warn("ha-state.json wins over a conflicting flag", "setting", c)

@@ -82,6 +82,8 @@ func TestBadInputFailsClearly(t *testing.T) {
 		{[]string{"ha", "status", "-E", "http://127.0.0.1:1"}, "cannot reach raftvip"},
 		{[]string{"ha", "status", "-E", "not a url"}, "--endpoint"},
 		{[]string{"ha", "enroll", "-E", "http://127.0.0.1:1", "198.18.0.2"}, "API URL"},
+		{[]string{"ha", "enroll", "-E", "http://127.0.0.1:1", "http://127.0.0.1:2"}, "bootstrap secret"},
+		{[]string{"ha", "enroll", "-E", "http://127.0.0.1:1", "http://127.0.0.1:2", "--secret-file", "/nonexistent"}, "--secret-file"},
 		{[]string{"ha", "failover-safe", "--wait", "9s", "-E", "http://127.0.0.1:1"}, "--wait"},
 		{[]string{"objects", "put", "machine", "m1", "{not json", "-E", "http://127.0.0.1:1"}, "not valid JSON"},
 		{[]string{"objects", "get", "machine"}, "accepts 2 arg"},
@@ -267,7 +269,7 @@ func TestCLICluster(t *testing.T) {
 	}
 	for _, a := range agents[1:] {
 		eventually(t, 10*time.Second, a.id, with(a, "ha", "id")...)
-		if out, errOut, code := run(t, with(agents[0], "ha", "enroll", "http://"+a.api)...); code != 0 || !strings.Contains(out, "enrolled "+a.id) {
+		if out, errOut, code := run(t, with(agents[0], "ha", "enroll", "http://"+a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile))...); code != 0 || !strings.Contains(out, "enrolled "+a.id) {
 			t.Fatalf("ha enroll %s: %d %s %s", a.id, code, out, errOut)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -111,6 +112,12 @@ func (o *clientOptions) client() (*client, error) {
 	if tok == "" && o.dataDir != "" {
 		if st, err := consensus.ReadHAState(o.dataDir); err == nil {
 			tok = st.Token
+		}
+	}
+	if tok == "" && o.dataDir != "" {
+		// A node in no cluster yet answers to its bootstrap secret.
+		if s, err := readSecretFile(filepath.Join(o.dataDir, consensus.BootstrapSecretFile)); err == nil {
+			tok = s
 		}
 	}
 	return &client{base: u, token: tok, http: &http.Client{

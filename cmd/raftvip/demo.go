@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/raftvip/raftvip/api"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -257,7 +258,11 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 	say("== node1 created cluster %s; enrolling node2 and node3", hs.HaID)
 	for _, n := range nodes[1:] {
 		var st consensus.NodeStatus
-		if _, err := nodes[0].client(token).do(ctx, "POST", "/api/v1/ha/members", map[string]string{"url": n.url()}, &st); err != nil {
+		secret, err := readSecretFile(filepath.Join(n.dir, consensus.BootstrapSecretFile))
+		if err != nil {
+			return fmt.Errorf("enrolling %s: its bootstrap secret: %w", n.id, err)
+		}
+		if _, err := nodes[0].client(token).do(ctx, "POST", "/api/v1/ha/members", api.EnrollRequest{URL: n.url(), Secret: secret}, &st); err != nil {
 			return fmt.Errorf("enrolling %s: %w", n.id, err)
 		}
 		say("   %s joined as %s", st.ID, st.Role)

@@ -97,7 +97,8 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 	for i := 1; i < 3; i++ {
 		var last string
 		if err := poll(ctx, 30*time.Second, "enrolling "+nodes[i].Name, func() bool {
-			out, err := client.Run(exe, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", dirs[0], "http://"+nodes[i].Addr4+":8092")
+			out, err := client.Run(exe, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", dirs[0],
+				"--secret-file", filepath.Join(dirs[i], consensus.BootstrapSecretFile), "http://"+nodes[i].Addr4+":8092")
 			last = out
 			return err == nil
 		}); err != nil {

@@ -106,7 +106,7 @@ func (a *agent) endpoint(tokenFrom *agent) []string {
 func enroll(t *testing.T, via, a *agent) {
 	t.Helper()
 	eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, a.endpoint(via)...)...)
-	if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api}, via.endpoint(via)...)...); code != 0 {
+	if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, via.endpoint(via)...)...); code != 0 {
 		t.Fatalf("enroll %s: %s %s", a.id, out, errOut)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -78,19 +79,36 @@ Cluster-wide settings such as --virt-addr can be chosen only now.`,
 	}
 	tokenCmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token is valid (at most 168h)")
 
+	var secretFile string
 	enrollCmd := &cobra.Command{
 		Use:   "enroll NEW-NODE-API-URL",
 		Short: "Enroll a running, unjoined node into the cluster",
 		Long: `Enroll the node whose API is at NEW-NODE-API-URL: the cluster issues a join
 token and the new node joins with it. The new node's earlier data, if any, is
-moved aside and replaced by the cluster's.`,
+moved aside and replaced by the cluster's.
+
+A node that belongs to no cluster answers only to its bootstrap secret, which
+it writes to the bootstrap-secret file in its data dir at first start: give
+that file (copied from the new node) with --secret-file, or the secret itself
+in RAFTVIP_ENROLL_SECRET.`,
 		Args: cobra.ExactArgs(1),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
 			if err := checkURL(args[0]); err != nil {
 				return err
 			}
+			secret := os.Getenv("RAFTVIP_ENROLL_SECRET")
+			if secret == "" && secretFile != "" {
+				s, err := readSecretFile(secretFile)
+				if err != nil {
+					return fmt.Errorf("--secret-file: %w", err)
+				}
+				secret = s
+			}
+			if secret == "" {
+				return errors.New("the new node's bootstrap secret is needed: --secret-file (its data dir's bootstrap-secret file) or RAFTVIP_ENROLL_SECRET")
+			}
 			var st consensus.NodeStatus
-			if _, err := c.do(ctx, "POST", "/api/v1/ha/members", api.EnrollRequest{URL: args[0]}, &st); err != nil {
+			if _, err := c.do(ctx, "POST", "/api/v1/ha/members", api.EnrollRequest{URL: args[0], Secret: secret}, &st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s (%s) into cluster %s; it is %s\n", st.ID, st.ConsensusAddr, st.ClusterID, st.Role)
@@ -314,6 +332,7 @@ moved aside and replaced by the cluster's.`,
 	}
 	statusCmd.Flags().BoolVar(&statusJSON, "json", false, "print JSON, for scripts")
 
+	enrollCmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the new node's bootstrap secret (its data dir's bootstrap-secret)")
 	ha.AddCommand(initCmd, tokenCmd, enrollCmd, introCmd, joinCmd, removeCmd, transferCmd, idCmd, stateCmd,
 		leaderCmd, activeCmd, peersCmd, dumpCmd, safeCmd, statusCmd)
 	return ha

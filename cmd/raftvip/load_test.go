@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -88,7 +89,7 @@ func TestHealthLoad(t *testing.T) {
 	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep(agents[0])...)...)
 	for _, a := range agents[1:] {
 		eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, ep(a)...)...)
-		if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api}, ep(agents[0])...)...); code != 0 {
+		if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, ep(agents[0])...)...); code != 0 {
 			t.Fatalf("enroll: %s %s", out, errOut)
 		}
 	}

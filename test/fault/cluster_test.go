@@ -215,7 +215,7 @@ func (c *cluster) cli(args ...string) (string, error) {
 func (c *cluster) enroll(i int) error {
 	var last string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err := c.cli("ha", "enroll", "http://"+c.hosts[i].Addr4+":"+apiPort)
+		out, err := c.cli("ha", "enroll", "http://"+c.hosts[i].Addr4+":"+apiPort, "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile))
 		if err == nil || strings.Contains(out, "already") {
 			c.member[i] = true
 			return nil

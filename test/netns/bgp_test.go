@@ -111,7 +111,7 @@ func newBGPCluster(t *testing.T, extra ...string) *bgpCluster {
 	})
 	for i := 1; i < 3; i++ {
 		c.waitAPI(i, 10*time.Second)
-		if out, err := c.nodes[0].Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], fmt.Sprintf("http://198.18.0.%d:8092", i+1)); err != nil {
+		if out, err := c.nodes[0].Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("http://198.18.0.%d:8092", i+1)); err != nil {
 			t.Fatalf("enroll n%d: %v: %s", i+1, err, out)
 		}
 	}

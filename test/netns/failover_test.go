@@ -88,7 +88,7 @@ func newCluster(t *testing.T, timing string, extra ...string) *cluster {
 	}
 	for i := 1; i < 3; i++ {
 		c.waitAPI(i, 10*time.Second)
-		out, err := c.client.Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], fmt.Sprintf("http://198.18.0.%d:8092", i+1))
+		out, err := c.client.Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("http://198.18.0.%d:8092", i+1))
 		if err != nil {
 			t.Fatalf("enroll n%d: %v: %s", i+1, err, out)
 		}
