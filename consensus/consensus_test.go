@@ -1,8 +1,10 @@
 package consensus
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -447,4 +449,74 @@ func TestDataDirGuarded(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 	third.Close()
+}
+
+// TestInconsistentDataDirRefused: a data dir whose ha-state.json, CA and
+// node certificate do not describe one node of one cluster is refused at
+// start, naming the file that disagrees; put back, it starts.
+func TestInconsistentDataDirRefused(t *testing.T) {
+	a, b := newCluster(t, "a1"), newCluster(t, "b1")
+	dirA, dirB := a.cfg.DataDir, b.cfg.DataDir
+	a.Close()
+	b.Close()
+	read := func(p string) []byte {
+		t.Helper()
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	write := func(p string, data []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateA, caA := read(filepath.Join(dirA, HAStateFile)), read(filepath.Join(dirA, "tls", "ca.crt"))
+	var st HAState
+	if err := json.Unmarshal(stateA, &st); err != nil {
+		t.Fatal(err)
+	}
+	edited := st
+	edited.ConsensusID = "someone-else"
+	editedJSON, _ := json.Marshal(edited)
+	otherCluster := st
+	otherCluster.HaID = "another-cluster"
+	otherJSON, _ := json.Marshal(otherCluster)
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	start := func() (*Node, error) {
+		return New(Config{DataDir: dirA, NodeID: "a1", ConsensusAddr: st.ConsensusAddr, APIURL: "http://127.0.0.1:1", Logger: logger})
+	}
+	for _, c := range []struct {
+		name, file string
+		data       []byte
+		want       string
+	}{
+		{"another cluster's ha-state.json", HAStateFile, read(filepath.Join(dirB, HAStateFile)), "ca.crt"},
+		{"an edited HaID", HAStateFile, otherJSON, "ca.crt"},
+		{"an edited ConsensusID", HAStateFile, editedJSON, "node.crt"},
+		{"another cluster's CA", filepath.Join("tls", "ca.crt"), read(filepath.Join(dirB, "tls", "ca.crt")), "ca.crt"},
+		{"another cluster's CA key", filepath.Join("tls", "ca.key"), read(filepath.Join(dirB, "tls", "ca.key")), "ca.key"},
+		{"another cluster's node certificate", filepath.Join("tls", "node.crt"), read(filepath.Join(dirB, "tls", "node.crt")), "node.crt"},
+	} {
+		orig := read(filepath.Join(dirA, c.file))
+		write(filepath.Join(dirA, c.file), c.data)
+		n, err := start()
+		if n != nil {
+			n.Close()
+		}
+		if !errors.Is(err, ErrInconsistent) && !errors.Is(err, ErrBadTLS) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want a refusal naming %s", c.name, err, c.want)
+		}
+		write(filepath.Join(dirA, c.file), orig)
+	}
+	if !bytes.Equal(read(filepath.Join(dirA, "tls", "ca.crt")), caA) {
+		t.Fatal("the CA was not put back")
+	}
+	n, err := start()
+	if err != nil {
+		t.Fatalf("the node's own files: %v", err)
+	}
+	n.Close()
 }

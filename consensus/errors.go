@@ -39,6 +39,9 @@ var (
 	// ErrDataDirMode means users other than the owner can enter the data
 	// directory.
 	ErrDataDirMode = errors.New("the data directory is open to other users")
+	// ErrInconsistent means the data directory's files (ha-state.json, the
+	// CA, the node certificate) do not describe one node of one cluster.
+	ErrInconsistent = errors.New("the data directory's files disagree")
 	// ErrDataDirHeld means another agent holds the data directory.
 	ErrDataDirHeld = errors.New("the data directory is in use")
 )

@@ -165,6 +165,10 @@ func open(cfg Config, lock *os.File) (*Node, error) {
 			n.store.Close()
 			return nil, err
 		}
+		if err := n.mat.agrees(st, filepath.Join(cfg.DataDir, "tls")); err != nil {
+			n.store.Close()
+			return nil, err
+		}
 		if err := n.start(nil); err != nil {
 			n.store.Close()
 			return nil, err

@@ -119,11 +119,11 @@ func (m *Material) issue(nodeID string, pub ed25519.PublicKey) ([]byte, error) {
 func (m *Material) parse() error {
 	b, _ := pem.Decode(m.CACertPEM)
 	if b == nil {
-		return fmt.Errorf("%w: CA certificate is not PEM", ErrBadTLS)
+		return fmt.Errorf("%w: CA certificate (%s) is not PEM", ErrBadTLS, fileCACert)
 	}
 	ca, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return fmt.Errorf("%w: CA certificate: %v", ErrBadTLS, err)
+		return fmt.Errorf("%w: CA certificate (%s): %v", ErrBadTLS, fileCACert, err)
 	}
 	m.caCert = ca
 	m.pool = x509.NewCertPool()
@@ -131,22 +131,22 @@ func (m *Material) parse() error {
 	if len(m.CAKeyPEM) > 0 {
 		kb, _ := pem.Decode(m.CAKeyPEM)
 		if kb == nil {
-			return fmt.Errorf("%w: CA key is not PEM", ErrBadTLS)
+			return fmt.Errorf("%w: CA key (%s) is not PEM", ErrBadTLS, fileCAKey)
 		}
 		k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 		if err != nil {
-			return fmt.Errorf("%w: CA key: %v", ErrBadTLS, err)
+			return fmt.Errorf("%w: CA key (%s): %v", ErrBadTLS, fileCAKey, err)
 		}
 		ek, ok := k.(ed25519.PrivateKey)
 		if !ok {
-			return fmt.Errorf("%w: CA key is not ed25519", ErrBadTLS)
+			return fmt.Errorf("%w: CA key (%s) is not ed25519", ErrBadTLS, fileCAKey)
 		}
 		m.caKey = ek
 	}
 	if len(m.NodeCertPEM) > 0 {
 		c, err := tls.X509KeyPair(m.NodeCertPEM, m.NodeKeyPEM)
 		if err != nil {
-			return fmt.Errorf("%w: node certificate: %v", ErrBadTLS, err)
+			return fmt.Errorf("%w: node certificate (%s) and key (%s): %v", ErrBadTLS, fileNodeCert, fileNodeKey, err)
 		}
 		m.nodeTLS = c
 	}
@@ -287,6 +287,46 @@ func (m *Material) checkToken(tok, clusterID string) error {
 	}
 	if time.Now().Unix() > c.Expires {
 		return fmt.Errorf("%w: token expired at %s", ErrBadToken, time.Unix(c.Expires, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// agrees checks that the TLS material and ha-state.json describe the same
+// node of the same cluster, and names the file that disagrees: the CA is
+// the cluster's (its OU is HaID), the CA key is the CA's, and the node
+// certificate was signed by that CA for this node (its CN is ConsensusID).
+func (m *Material) agrees(st *HAState, dir string) error {
+	bad := func(file, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s; ha-state.json and tls/ disagree, so this data dir is not one node's (restore the node's own files, or start it afresh with an empty data dir and enroll it)",
+			ErrInconsistent, filepath.Join(dir, file), fmt.Sprintf(format, args...))
+	}
+	if ou := m.caCert.Subject.OrganizationalUnit; len(ou) != 1 || ou[0] != st.HaID {
+		return bad(fileCACert, "the CA is cluster %v's, ha-state.json names cluster %q", ou, st.HaID)
+	}
+	if m.caKey != nil {
+		pub, ok := m.caCert.PublicKey.(ed25519.PublicKey)
+		if !ok || !pub.Equal(m.caKey.Public()) {
+			return bad(fileCAKey, "the key does not belong to %s", fileCACert)
+		}
+	}
+	leaf := m.nodeTLS.Leaf
+	if leaf == nil && len(m.nodeTLS.Certificate) > 0 {
+		var err error
+		if leaf, err = x509.ParseCertificate(m.nodeTLS.Certificate[0]); err != nil {
+			return bad(fileNodeCert, "%v", err)
+		}
+	}
+	if leaf == nil {
+		return bad(fileNodeCert, "no certificate")
+	}
+	// The chain, checked at a moment the certificate was valid: expiry is
+	// not disagreement.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: m.pool, CurrentTime: leaf.NotBefore.Add(time.Second),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return bad(fileNodeCert, "not signed by this cluster's CA (%v)", err)
+	}
+	if leaf.Subject.CommonName != st.ConsensusID {
+		return bad(fileNodeCert, "the certificate is node %q's, ha-state.json's ConsensusID is %q", leaf.Subject.CommonName, st.ConsensusID)
 	}
 	return nil
 }
