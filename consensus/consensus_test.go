@@ -203,7 +203,7 @@ func TestHAStateWinsOverFlags(t *testing.T) {
 	if st, err := ReadHAState(dir); err != nil || st.Valid {
 		t.Fatalf("missing file: %+v %v", st, err)
 	}
-	want := &HAState{ConsensusID: "n1", HaID: "c1", ConsensusAddr: "198.18.0.1:8093", ApiUrl: "http://198.18.0.1:8092", VirtInterface: "eth0", Valid: true}
+	want := &HAState{ConsensusID: "n1", HaID: "c1", ConsensusAddr: "198.18.0.1:8093", ApiUrl: "http://198.18.0.1:8092", VirtInterface: "eth0", Token: "t", Valid: true}
 	if err := WriteHAState(dir, want); err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,16 @@
 package consensus
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/raftvip/raftvip/store"
 )
 
 // HAStateFile is the name of the per-node state file in the data directory.
@@ -46,9 +50,33 @@ func ReadHAState(dir string) (*HAState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", HAStateFile, err)
 	}
+	s, err := ParseHAState(b)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, HAStateFile), err)
+	}
+	return s, nil
+}
+
+// ParseHAState reads the contents of an ha-state.json: one I-JSON object of
+// known fields; a valid one must name the node, the cluster, the consensus
+// address and the API token.
+func ParseHAState(b []byte) (*HAState, error) {
+	if err := store.CheckJSON(b); err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
 	var s HAState
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", HAStateFile, err)
+	if err := dec.Decode(&s); err != nil {
+		return nil, err
+	}
+	if s.Valid && (s.ConsensusID == "" || s.HaID == "" || s.ConsensusAddr == "" || s.Token == "") {
+		return nil, errors.New("Valid is set but ConsensusID, HaID, ConsensusAddr or Token is missing")
+	}
+	for name, v := range map[string]string{"ConsensusID": s.ConsensusID, "HaID": s.HaID, "ConsensusAddr": s.ConsensusAddr, "ApiUrl": s.ApiUrl, "VirtInterface": s.VirtInterface, "VirtAddr": s.VirtAddr, "Token": s.Token} {
+		if len(v) > 1024 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("%s is not a plausible value", name)
+		}
 	}
 	return &s, nil
 }

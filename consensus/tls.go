@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/raftvip/raftvip/store"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -264,7 +265,7 @@ func ParseToken(tok string) (*TokenClaims, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
 	}
 	var c TokenClaims
-	if err := json.Unmarshal(raw, &c); err != nil || c.ClusterID == "" || c.CAHash == "" {
+	if store.CheckJSON(raw) != nil || json.Unmarshal(raw, &c) != nil || c.ClusterID == "" || c.CAHash == "" {
 		return nil, fmt.Errorf("%w: malformed claims", ErrBadToken)
 	}
 	return &c, nil

@@ -339,6 +339,9 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 		if len(merged) > MaxValueSize {
 			return cur, fmt.Errorf("%w: patched value is %d bytes, the limit is %d", ErrInvalid, len(merged), MaxValueSize)
 		}
+		if err := CheckJSON(merged); err != nil { // the same on every node: the inputs are
+			return cur, fmt.Errorf("%w: patched value: %v", ErrInvalid, err)
+		}
 		obj.Value = merged
 	} else {
 		var compact bytes.Buffer

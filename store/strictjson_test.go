@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
 )
 
 func TestCheckJSON(t *testing.T) {
@@ -89,6 +91,27 @@ func FuzzCheckJSON(f *testing.F) {
 		}
 		if err := CheckJSON(again); err != nil {
 			t.Fatalf("accepted %q but not its re-encoding %q: %v", b, again, err)
+		}
+	})
+}
+
+// FuzzMergePatch: a stored value and a merge patch that both pass the
+// checks merge (when they merge) into a value that passes them too, so a
+// patch cannot build what a PUT could not store.
+func FuzzMergePatch(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":{"c":[1,2]}}`), []byte(`{"b":{"c":null,"d":"x"}}`))
+	f.Add([]byte(`{}`), []byte(`{"a":{"a":{"a":{}}}}`))
+	f.Add([]byte(`{"a":"\ud83d\ude00"}`), []byte(`{"a":1e308}`))
+	f.Fuzz(func(t *testing.T, cur, patch []byte) {
+		if validObject(cur, "value") != nil || validObject(patch, "patch") != nil {
+			return
+		}
+		merged, err := jsonpatch.MergePatch(cur, patch)
+		if err != nil {
+			return
+		}
+		if err := CheckJSON(merged); err != nil {
+			t.Fatalf("%s merged with %s gave %s, which fails the checks: %v", cur, patch, merged, err)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -168,13 +169,8 @@ func applyEnvAndConfig(fs *pflag.FlagSet, configFile string) error {
 		if err != nil {
 			return fmt.Errorf("--config: %w", err)
 		}
-		if err := store.CheckJSON(b); err != nil {
-			return fmt.Errorf("--config %s: %v", configFile, err)
-		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.UseNumber()
-		if err := dec.Decode(&fileVals); err != nil {
-			return fmt.Errorf("--config %s: not a JSON object: %w", configFile, err)
+		if fileVals, err = parseConfigFile(b); err != nil {
+			return fmt.Errorf("--config %s: %w", configFile, err)
 		}
 		var unknown []string
 		for k := range fileVals {
@@ -206,6 +202,37 @@ func applyEnvAndConfig(fs *pflag.FlagSet, configFile string) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// parseConfigFile reads a config file: one I-JSON object whose values are
+// strings, numbers, booleans or arrays of strings (flag values).
+func parseConfigFile(b []byte) (map[string]any, error) {
+	if len(b) > 1<<20 {
+		return nil, errors.New("larger than 1 MiB")
+	}
+	if err := store.CheckJSON(b); err != nil {
+		return nil, err
+	}
+	vals := map[string]any{}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&vals); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	for k, v := range vals {
+		switch v := v.(type) {
+		case string, json.Number, bool:
+		case []any:
+			for _, e := range v {
+				if _, ok := e.(string); !ok {
+					return nil, fmt.Errorf("%s: a list must hold strings", k)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("%s: a setting is a string, number, boolean or list of strings", k)
+		}
+	}
+	return vals, nil
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

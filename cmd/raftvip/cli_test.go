@@ -24,6 +24,13 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzz") {
+			// Fuzzing (the coordinator and each worker run TestMain): the
+			// fuzz targets call parsers, not the binary.
+			os.Exit(m.Run())
+		}
+	}
 	dir, err := os.MkdirTemp("", "raftvip-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

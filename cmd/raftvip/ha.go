@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,11 +145,9 @@ in RAFTVIP_ENROLL_SECRET.`,
 			if err != nil {
 				return fmt.Errorf("reading the introduction: %w", err)
 			}
-			var intro api.Introduction
-			dec := json.NewDecoder(strings.NewReader(string(b)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&intro); err != nil || intro.JoinURL == "" || intro.Token == "" {
-				return fmt.Errorf("%s is not an introduction file from 'raftvip ha introduction'", args[0])
+			intro, err := parseIntroduction(b)
+			if err != nil {
+				return fmt.Errorf("%s is not an introduction file from 'raftvip ha introduction': %w", args[0], err)
 			}
 			var st consensus.NodeStatus
 			if _, err := c.do(ctx, "POST", "/api/v1/ha/join", api.JoinRequest(intro), &st); err != nil {
@@ -452,4 +451,28 @@ func printStatus(w io.Writer, cs *consensus.ClusterStatus) {
 	for _, x := range cs.Warnings {
 		fmt.Fprintln(w, "WARNING:", x)
 	}
+}
+
+// parseIntroduction reads an introduction file: one I-JSON object with a
+// join URL (http or https) and a join token, nothing else.
+func parseIntroduction(b []byte) (api.Introduction, error) {
+	var intro api.Introduction
+	if len(b) > 64<<10 {
+		return intro, errors.New("larger than 64 KiB")
+	}
+	if err := store.CheckJSON(b); err != nil {
+		return intro, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&intro); err != nil {
+		return intro, err
+	}
+	if err := checkURL(intro.JoinURL); err != nil {
+		return intro, err
+	}
+	if _, err := consensus.ParseToken(intro.Token); err != nil {
+		return intro, err
+	}
+	return intro, nil
 }
