@@ -520,3 +520,30 @@ func TestInconsistentDataDirRefused(t *testing.T) {
 	}
 	n.Close()
 }
+
+// TestJoinStreamStrict: the join stream (open to nodes without a
+// certificate) answers a body that is not I-JSON with 400 and closes a
+// connection that sends nothing.
+func TestJoinStreamStrict(t *testing.T) {
+	a := newCluster(t, "a")
+	anon := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: a.mat.pool, ServerName: memberServerName}
+	post := func(body string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := dialStream(ctx, a.cfg.ConsensusAddr, anon, streamJoin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "POST /join HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	for _, body := range []string{`{"token":"a","token":"b"}`, `{"node_id":"x"} trailing`, strings.Repeat("[", 100) + strings.Repeat("]", 100), "{\"node_id\":\"\xff\"}"} {
+		if got := post(body); !strings.HasPrefix(got, "HTTP/1.1 400") || !strings.Contains(got, "bad_request") {
+			t.Errorf("join body %.40q: %.80q, want 400 bad_request", body, got)
+		}
+	}
+}
