@@ -522,8 +522,7 @@ func TestInconsistentDataDirRefused(t *testing.T) {
 }
 
 // TestJoinStreamStrict: the join stream (open to nodes without a
-// certificate) answers a body that is not I-JSON with 400 and closes a
-// connection that sends nothing.
+// certificate) answers a body that is not I-JSON with 400.
 func TestJoinStreamStrict(t *testing.T) {
 	a := newCluster(t, "a")
 	anon := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: a.mat.pool, ServerName: memberServerName}
