@@ -3,6 +3,8 @@ package consensus
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -544,5 +547,64 @@ func TestJoinStreamStrict(t *testing.T) {
 		if got := post(body); !strings.HasPrefix(got, "HTTP/1.1 400") || !strings.Contains(got, "bad_request") {
 			t.Errorf("join body %.40q: %.80q, want 400 bad_request", body, got)
 		}
+	}
+}
+
+// TestJoinHandsOutNoKeys: the join stream answers a good token with a
+// certificate and nothing else (no CA key, no API token); that certificate
+// alone, for a node that never became a member, gets no secrets from
+// /internal/secrets; and a token is good for one join.
+func TestJoinHandsOutNoKeys(t *testing.T) {
+	a := newCluster(t, "a")
+	tok, err := a.Token(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: a.mat.pool, ServerName: memberServerName}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(id string) (int, map[string]any) {
+		t.Helper()
+		body, _ := json.Marshal(joinRequest{Token: tok, NodeID: id, ConsensusAddr: freeAddr(t), APIURL: "http://127.0.0.1:1", PublicKey: pub})
+		resp, err := newStreamClient(anon, streamJoin).Post("https://"+a.cfg.ConsensusAddr+"/join", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	st, out := join("intruder")
+	if st != 200 {
+		t.Fatalf("join with a good token: %d %v", st, out)
+	}
+	for k := range out {
+		if k != "cluster_id" && k != "node_cert" {
+			t.Errorf("the join answer carries %q", k)
+		}
+	}
+	cert, _ := out["node_cert"].(string)
+	m := &Material{CACertPEM: a.mat.CACertPEM, NodeCertPEM: []byte(cert), NodeKeyPEM: marshalKey(priv)}
+	if err := m.parse(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := newStreamClient(m.clientTLS(), streamRPC).Get("https://" + a.cfg.ConsensusAddr + "/internal/secrets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("/internal/secrets for a certificate outside the configuration: %d, want 403", resp.StatusCode)
+	}
+	// The member itself gets them.
+	var sec secretsResponse
+	if err := a.getInternal(context.Background(), a.cfg.ConsensusAddr, "/internal/secrets", &sec); err != nil || sec.CAKey == "" || sec.APIToken == "" {
+		t.Fatalf("a member's own /internal/secrets: %v", err)
+	}
+	if st, out := join("second"); st != http.StatusForbidden || out["code"] != "bad_token" {
+		t.Fatalf("the same token again: %d %v, want 403 bad_token", st, out)
 	}
 }

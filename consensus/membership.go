@@ -229,9 +229,14 @@ type joinRequest struct {
 
 type joinResponse struct {
 	ClusterID string `json:"cluster_id"`
-	CAKey     string `json:"ca_key"`
 	NodeCert  string `json:"node_cert"`
-	APIToken  string `json:"api_token"`
+}
+
+// secretsResponse is what a member gets from /internal/secrets: what every
+// member holds and no one else should.
+type secretsResponse struct {
+	CAKey    string `json:"ca_key"`
+	APIToken string `json:"api_token"`
 }
 
 // errorBody is the JSON error shape of every raftvip HTTP answer.
@@ -329,13 +334,32 @@ func (n *Node) joinHandler() http.Handler {
 			writeJSON(w, http.StatusConflict, errorBody{Error: err.Error(), Code: "conflict"})
 			return
 		}
+		// A join token is good for one join: its use is committed before
+		// the certificate is issued.
+		claims, _ := ParseToken(jr.Token) // checkToken parsed it
+		exp := uint64(claims.Expires)
+		res, err := n.Apply(req.Context(), &store.Command{Op: store.OpJoinTokenUse, Key: claims.Nonce, IfRev: &exp})
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrExists) {
+				n.logger.Warn("refused join: token used before", "node", jr.NodeID)
+				writeJSON(w, http.StatusForbidden, errorBody{Error: "this join token was used already; get a new one with 'raftvip ha token'", Code: "bad_token"})
+				return
+			}
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: "unavailable"})
+			return
+		}
 		cert, err := mat.issue(jr.NodeID, ed25519.PublicKey(jr.PublicKey))
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "internal"})
 			return
 		}
 		n.logger.Info("issued member certificate", "node", jr.NodeID, "addr", jr.ConsensusAddr)
-		writeJSON(w, http.StatusOK, joinResponse{ClusterID: st.HaID, CAKey: string(mat.CAKeyPEM), NodeCert: string(cert), APIToken: st.Token})
+		// Only the certificate: the CA key and the API token go to members,
+		// over the member channel, once the node is in the configuration.
+		writeJSON(w, http.StatusOK, joinResponse{ClusterID: st.HaID, NodeCert: string(cert)})
 	})
 }
 
@@ -375,7 +399,7 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	if err := n.backupOldData(); err != nil {
 		return fmt.Errorf("joining: %w", err)
 	}
-	mat.CAKeyPEM, mat.NodeCertPEM, mat.NodeKeyPEM = []byte(resp.CAKey), []byte(resp.NodeCert), marshalKey(priv)
+	mat.NodeCertPEM, mat.NodeKeyPEM = []byte(resp.NodeCert), marshalKey(priv)
 	if err := mat.parse(); err != nil {
 		return err
 	}
@@ -386,7 +410,7 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	n.mu.Lock()
 	n.mat = mat
 	n.state = &HAState{ConsensusID: n.cfg.NodeID, HaID: resp.ClusterID, ConsensusAddr: n.cfg.ConsensusAddr, ApiUrl: n.cfg.APIURL,
-		VirtInterface: n.cfg.VirtInterface, Observer: n.cfg.Observer, Token: resp.APIToken}
+		VirtInterface: n.cfg.VirtInterface, Observer: n.cfg.Observer}
 	n.mu.Unlock()
 	if err := n.start(nil); err != nil {
 		return err
@@ -399,8 +423,51 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 		os.RemoveAll(n.raftDir())
 		return fmt.Errorf("joining: adding this node to the cluster: %w", err)
 	}
+	// A member now: fetch what members share (the CA key, so that this node
+	// can enrol others when it leads, and the API token).
+	var sec secretsResponse
+	if err := n.fetchSecrets(ctx, leader, &sec); err != nil {
+		return fmt.Errorf("joining: fetching the cluster's CA key and API token as a member: %w", err)
+	}
+	full := &Material{CACertPEM: mat.CACertPEM, CAKeyPEM: []byte(sec.CAKey), NodeCertPEM: mat.NodeCertPEM, NodeKeyPEM: mat.NodeKeyPEM}
+	if err := full.parse(); err != nil {
+		return fmt.Errorf("joining: the CA key from the cluster: %w", err)
+	}
+	st := HAState{ConsensusID: n.cfg.NodeID, HaID: resp.ClusterID, Token: sec.APIToken}
+	if err := full.agrees(&st, tlsDir); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	if err := full.save(tlsDir); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	n.mu.Lock()
+	n.mat = full // the running TLS configurations keep the old one: the same CA and certificate
+	n.state.Token = sec.APIToken
+	n.mu.Unlock()
 	n.logger.Info("joined cluster", "cluster", resp.ClusterID, "node", n.cfg.NodeID)
 	return n.markValid()
+}
+
+// fetchSecrets gets /internal/secrets from addr (or any member, following
+// the leader), retrying until ctx ends: the configuration that names this
+// node may take a moment to reach the member asked.
+func (n *Node) fetchSecrets(ctx context.Context, addr string, out *secretsResponse) error {
+	var last error
+	for attempt := 0; ; attempt++ {
+		if err := n.getInternal(ctx, addr, "/internal/secrets", out); err == nil {
+			if out.CAKey == "" || out.APIToken == "" {
+				return errors.New("a member answered without the CA key or the API token")
+			}
+			return nil
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ErrTimeout, last)
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 50 * time.Millisecond):
+		}
+	}
 }
 
 // abandonJoin stops Raft after a failed join, leaving the node unjoined.

@@ -406,6 +406,23 @@ func (n *Node) internalHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, hashAnswer{Index: idx, Hash: h})
 	})
+	mux.HandleFunc("GET /internal/secrets", func(w http.ResponseWriter, req *http.Request) {
+		// Only a node in the Raft configuration: a certificate from a join
+		// that never became a membership gets nothing.
+		cn := req.TLS.PeerCertificates[0].Subject.CommonName
+		if !n.inConfiguration(cn) {
+			writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("%s is not a member of the cluster's configuration", cn), Code: "forbidden"})
+			return
+		}
+		n.mu.Lock()
+		mat, st := n.mat, *n.state
+		n.mu.Unlock()
+		if mat == nil || len(mat.CAKeyPEM) == 0 || st.Token == "" {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "this member does not hold the cluster's secrets yet", Code: "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, secretsResponse{CAKey: string(mat.CAKeyPEM), APIToken: st.Token})
+	})
 	mux.HandleFunc("POST /internal/add-voter", func(w http.ResponseWriter, req *http.Request) {
 		var m store.Member
 		body, err := readAllLimit(req.Body, 64<<10)
@@ -455,4 +472,23 @@ func newStreamClient(conf *tls.Config, kind byte) *http.Client {
 			ResponseHeaderTimeout: 30 * time.Second,
 		},
 	}
+}
+
+// inConfiguration reports whether the server ID is in this node's latest
+// Raft configuration.
+func (n *Node) inConfiguration(id string) bool {
+	r := n.r()
+	if r == nil {
+		return false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
 }

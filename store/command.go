@@ -37,6 +37,9 @@ const (
 	OpFilePut      Op = "file-put"      // make a file (a replicated blob) visible at a path
 	OpFileDelete   Op = "file-delete"   // remove a file
 	OpJobAppend    Op = "job-append"    // append a chunk to a job's log
+	// OpJoinTokenUse marks a join token (Key: its nonce; IfRev: its expiry,
+	// Unix seconds) as used, so that each is good for one join.
+	OpJoinTokenUse Op = "join-token-use"
 )
 
 // MaxLogChunk is the largest chunk one job log append may carry.
@@ -199,6 +202,14 @@ func (c *Command) Validate() error {
 		}
 		if c.File.Size < 0 || len(c.File.ContentType) > 255 {
 			return fmt.Errorf("%w: file size must not be negative and content type at most 255 bytes", ErrInvalid)
+		}
+		return nil
+	case OpJoinTokenUse:
+		if err := ValidKey(c.Key); err != nil {
+			return fmt.Errorf("join token nonce: %w", err)
+		}
+		if c.IfRev == nil || c.Kind != "" || len(c.Value) > 0 || c.Member != nil || c.File != nil || c.Job != "" || len(c.Data) > 0 {
+			return fmt.Errorf("%w: %s takes only a nonce and an expiry", ErrInvalid, c.Op)
 		}
 		return nil
 	case OpMemberPut, OpMemberDelete:

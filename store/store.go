@@ -24,10 +24,11 @@ var (
 	bucketObjects = []byte("objects")
 	bucketMembers = []byte("members")
 	bucketFiles   = []byte("files")
-	bucketJobLogs = []byte("joblogs") // job ID, 0, 8-byte offset -> chunk
-	bucketJobLens = []byte("joblens") // job ID -> 8-byte length
-	keyApplied    = []byte("applied") // 8 bytes index + 8 bytes term
-	keyHash       = []byte("hash")    // 32 bytes
+	bucketJobLogs = []byte("joblogs")          // job ID, 0, 8-byte offset -> chunk
+	bucketJobLens = []byte("joblens")          // job ID -> 8-byte length
+	bucketUsed    = []byte("used-join-tokens") // token nonce -> 8-byte Unix expiry
+	keyApplied    = []byte("applied")          // 8 bytes index + 8 bytes term
+	keyHash       = []byte("hash")             // 32 bytes
 )
 
 // hashHistory is how many recent (index, hash) pairs a Store remembers, so
@@ -292,6 +293,8 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 		return nil, applyFile(tx, index, c)
 	case OpJobAppend:
 		return nil, applyJobAppend(tx, c)
+	case OpJoinTokenUse:
+		return nil, applyJoinTokenUse(tx, c)
 	}
 	b := tx.Bucket(bucketObjects)
 	k := objKey(c.Kind, c.Key)
@@ -570,4 +573,35 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// applyJoinTokenUse records that the join token with nonce c.Key has been
+// used (ErrExists if it was before), and forgets tokens that expired before
+// the proposer's clock (c.Time), which no node accepts any more.
+func applyJoinTokenUse(tx *bolt.Tx, c *Command) error {
+	b, err := tx.CreateBucketIfNotExists(bucketUsed) // a snapshot from before it may lack it
+	if err != nil {
+		return err
+	}
+	if b.Get([]byte(c.Key)) != nil {
+		return fmt.Errorf("%w: join token %s was used already", ErrExists, c.Key)
+	}
+	now := c.Time / int64(time.Second)
+	var stale [][]byte
+	if err := b.ForEach(func(k, v []byte) error {
+		if len(v) == 8 && int64(binary.BigEndian.Uint64(v)) < now {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	var exp [8]byte
+	binary.BigEndian.PutUint64(exp[:], uint64(*c.IfRev))
+	return b.Put([]byte(c.Key), exp[:])
 }
