@@ -38,9 +38,10 @@
 // certificates from the cluster's own ed25519 CA on both sides. A node without
 // one may only use the join stream, where it trades a single-use join token
 // for its certificate (and nothing else); once in the Raft configuration it
-// fetches the CA key and the API token from a member (/internal/secrets). The transport declines hashicorp/raft's heartbeat fast path
-// (issue #695), and every node keeps a chained hash of its applied state so
-// that divergence shows in ClusterStatus.
+// fetches the CA key and the API token from a member (/internal/secrets).
+// The transport declines hashicorp/raft's heartbeat fast path (issue #695),
+// and every node keeps a chained hash of its applied state so that
+// divergence shows in ClusterStatus.
 //
 // Files' contents (blobs, by SHA-256) do not go through the Raft log. An
 // upload is stored on the active node while as many other voters as a quorum
