@@ -608,3 +608,50 @@ func TestJoinHandsOutNoKeys(t *testing.T) {
 		t.Fatalf("the same token again: %d %v, want 403 bad_token", st, out)
 	}
 }
+
+// TestMemberChannelOnlyForConfiguredMembers: a certificate that the
+// cluster's CA signed for a node outside the Raft configuration (a join
+// that never became a membership, or a removed node) reads nothing on the
+// member channel, the forwarded API (ha-state with its token) included;
+// add-voter stays open to it.
+func TestMemberChannelOnlyForConfiguredMembers(t *testing.T) {
+	a := newCluster(t, "a")
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := a.mat.issue("outsider", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Material{CACertPEM: a.mat.CACertPEM, NodeCertPEM: cert, NodeKeyPEM: marshalKey(priv)}
+	if err := m.parse(); err != nil {
+		t.Fatal(err)
+	}
+	c := newStreamClient(m.clientTLS(), streamRPC)
+	for _, p := range []string{"/internal/status", "/internal/secrets", "/api/v1/ha/state", "/api/v1/objects/machine"} {
+		resp, err := c.Get("https://" + a.cfg.ConsensusAddr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "not_a_member") {
+			t.Errorf("GET %s as an outsider: %d %s, want 403 not_a_member", p, resp.StatusCode, b)
+		}
+	}
+	resp, err := c.Post("https://"+a.cfg.ConsensusAddr+"/internal/add-voter", "application/json", strings.NewReader(`{"id":"someone-else"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "certificate is for outsider") {
+		t.Fatalf("add-voter for another name: %d %s, want the handler's own refusal", resp.StatusCode, b)
+	}
+	// The member itself is served.
+	var st NodeStatus
+	if err := a.getInternal(context.Background(), a.cfg.ConsensusAddr, "/internal/status", &st); err != nil {
+		t.Fatalf("the member: %v", err)
+	}
+}

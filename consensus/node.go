@@ -58,6 +58,10 @@ type Node struct {
 	raft  *raft.Raft
 	trans *raft.NetworkTransport
 	lock  *os.File // the data directory's lock, released by Close
+	// The Raft configuration's server IDs, as membersOnly last read them.
+	cfgMu   sync.Mutex
+	cfgIDs  map[string]bool
+	cfgRead time.Time
 	// bootstrapSecret claims an unconfigured node ("" once it belongs to a
 	// cluster); guarded by mu.
 	bootstrapSecret string
@@ -371,7 +375,7 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	mux := http.NewServeMux()
 	mux.Handle("/internal/", n.internalHandler())
 	mux.HandleFunc("/", n.serveRPC)
-	rpcSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	rpcSrv := &http.Server{Handler: n.membersOnly(mux), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(n.logger.Handler(), slog.LevelDebug)}
 	// The join stream is open to nodes without a certificate: small
 	// requests, short deadlines, idle connections closed.

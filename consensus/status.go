@@ -474,21 +474,53 @@ func newStreamClient(conf *tls.Config, kind byte) *http.Client {
 	}
 }
 
+// configCacheAge is how long membersOnly trusts the configuration it last
+// read from Raft (each read is a round trip through Raft's main loop).
+const configCacheAge = 100 * time.Millisecond
+
 // inConfiguration reports whether the server ID is in this node's latest
-// Raft configuration.
+// Raft configuration (as read at most configCacheAge ago).
 func (n *Node) inConfiguration(id string) bool {
-	r := n.r()
-	if r == nil {
-		return false
-	}
-	f := r.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == id {
-			return true
+	n.cfgMu.Lock()
+	defer n.cfgMu.Unlock()
+	// Read again when the copy is old, or when it does not name id and is
+	// not brand new (a node that joined a moment ago; at most one read per
+	// 5 ms for callers that are refused).
+	if age := time.Since(n.cfgRead); age > configCacheAge || (!n.cfgIDs[id] && age > 5*time.Millisecond) {
+		r := n.r()
+		if r == nil {
+			return false
 		}
+		f := r.GetConfiguration()
+		if f.Error() != nil {
+			return false
+		}
+		n.cfgIDs = map[string]bool{}
+		for _, s := range f.Configuration().Servers {
+			n.cfgIDs[string(s.ID)] = true
+		}
+		n.cfgRead = time.Now()
 	}
-	return false
+	return n.cfgIDs[id]
+}
+
+// membersOnly lets through the member channel only callers whose
+// certificate names a server in the Raft configuration, so that a removed
+// node is refused at once (within configCacheAge) and a certificate from a
+// join that never became a membership opens nothing. The one exception is
+// add-voter, by which a joining node enters the configuration.
+func (n *Node) membersOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "a member certificate is required", Code: "unauthorized"})
+			return
+		}
+		if req.URL.Path != "/internal/add-voter" {
+			if cn := req.TLS.PeerCertificates[0].Subject.CommonName; !n.inConfiguration(cn) {
+				writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("%s is not in the cluster's configuration (removed, or never joined)", cn), Code: "not_a_member"})
+				return
+			}
+		}
+		h.ServeHTTP(w, req)
+	})
 }
