@@ -153,13 +153,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.', '..' or empty segment", r.URL.Path))
 		return
 	}
-	if !s.authorized(r) {
-		msg := "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json>)"
-		if s.node.HAState().Token == "" {
-			msg = "this node is not in a cluster yet and answers only to its bootstrap secret (Authorization: Bearer <the " + consensus.BootstrapSecretFile + " file in its data dir>)"
+	if !openPaths[r.URL.Path] {
+		have, want := s.role(r), needs(r)
+		if have == "" {
+			msg := "missing or wrong bearer token (Authorization: Bearer <Token from ha-state.json, or a named token>)"
+			if s.node.HAState().Token == "" {
+				msg = "this node is not in a cluster yet and answers only to its bootstrap secret (Authorization: Bearer <the " + consensus.BootstrapSecretFile + " file in its data dir>)"
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+			return
 		}
-		writeError(w, http.StatusUnauthorized, "unauthorized", msg)
-		return
+		if store.RoleRank(have) < store.RoleRank(want) {
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("a %s token cannot %s %s: it needs %s", have, r.Method, r.URL.Path, want))
+			return
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -180,21 +187,53 @@ func fromMember(r *http.Request) bool {
 
 var openPaths = map[string]bool{"/api/v1/ha/join-info": true, "/api/v1/ha/node": true}
 
-func (s *Server) authorized(r *http.Request) bool {
-	if fromMember(r) || openPaths[r.URL.Path] {
-		return true
+// role says what the request's credentials allow ("" for none): members
+// (over the consensus port, after the passive node that forwarded the
+// request checked its caller), the cluster token from ha-state.json and,
+// before the node is in a cluster, its bootstrap secret are admin; a named
+// token has its own role.
+func (s *Server) role(r *http.Request) string {
+	if fromMember(r) {
+		return store.RoleAdmin
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || got == "" {
+		return ""
 	}
 	tok := s.node.HAState().Token
 	if tok == "" {
 		// Not in a cluster yet: only the holder of the bootstrap secret
 		// (from this node's data dir) may initialise, enroll or join it.
-		tok = s.node.BootstrapSecret()
-		if tok == "" {
-			return false
+		if sec := s.node.BootstrapSecret(); sec != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sec)) == 1 {
+			return store.RoleAdmin
 		}
+		return ""
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1
+	if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+		return store.RoleAdmin
+	}
+	if t, ok := s.node.Store().TokenBySecret(got); ok {
+		return t.Role
+	}
+	return ""
+}
+
+// needs is the role a request requires: reading is read (but ha-state,
+// which holds the cluster token, and the token list are admin); HA
+// administration and tokens are admin; every other change is write.
+func needs(r *http.Request) string {
+	p := r.URL.Path
+	admin := strings.HasPrefix(p, "/api/v1/tokens") || p == "/api/v1/ha/state"
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if admin {
+			return store.RoleAdmin
+		}
+		return store.RoleRead
+	}
+	if admin || strings.HasPrefix(p, "/api/v1/ha/") {
+		return store.RoleAdmin
+	}
+	return store.RoleWrite
 }
 
 // methods dispatches by method and answers 405 with a JSON body otherwise.
@@ -232,6 +271,7 @@ func (s *Server) routes() {
 	s.haRoutes()
 	s.fileRoutes()
 	s.jobRoutes()
+	s.tokenRoutes()
 }
 
 // readBody reads the request body within the limit.

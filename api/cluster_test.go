@@ -208,13 +208,7 @@ func TestHTTPSemantics(t *testing.T) {
 	c := newCluster(t)
 	c.boot(3)
 	act := c.active(5 * time.Second)
-	var passive *tnode
-	for _, n := range c.nodes {
-		if n != act {
-			passive = n
-			break
-		}
-	}
+	passive := c.other(act)
 	type req struct {
 		node       *tnode
 		method     string
@@ -551,5 +545,85 @@ func TestClaimedStart(t *testing.T) {
 	}
 	if st, _ := c.do(fresh, "GET", "/api/v1/objects/machine", "", map[string]string{"Authorization": "Bearer " + secret}); st != 401 {
 		t.Fatalf("the old secret after joining: %d, want 401", st)
+	}
+}
+
+// TestTokenRoles: named tokens are created (the secret shown once), listed
+// and revoked through the API by an admin; a read token reads but writes
+// nothing, a write token writes but administers nothing, on the active node
+// and through a passive one; a revoked token is refused; the cluster token
+// stays admin.
+func TestTokenRoles(t *testing.T) {
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(10 * time.Second)
+	passive := c.other(act)
+	create := func(name, role string) string {
+		t.Helper()
+		st, body := c.do(act, "POST", "/api/v1/tokens", fmt.Sprintf(`{"name":%q,"role":%q}`, name, role), nil)
+		var info TokenInfo
+		if st != 201 || json.Unmarshal(body, &info) != nil || !strings.HasPrefix(info.Token, "rvt_") || info.Role != role {
+			t.Fatalf("create %s: %d %s", name, st, body)
+		}
+		return info.Token
+	}
+	reader, writer, admin := create("ci-reader", "read"), create("ci-writer", "write"), create("ops", "admin")
+	as := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	for _, n := range []*tnode{act, passive} {
+		steps := []struct {
+			tok, method, path, body string
+			want                    int
+		}{
+			{reader, "GET", "/api/v1/objects/machine", "", 200},
+			{reader, "GET", "/api/v1/ha/status", "", 200},
+			{reader, "PUT", "/api/v1/objects/machine/r-" + n.id, `{}`, 403},
+			{reader, "GET", "/api/v1/ha/state", "", 403},
+			{reader, "GET", "/api/v1/tokens", "", 403},
+			{writer, "PUT", "/api/v1/objects/machine/w-" + n.id, `{}`, 200},
+			{writer, "POST", "/api/v1/jobs/j-" + n.id + "/log", "line\n", 200},
+			{writer, "POST", "/api/v1/ha/token", `{}`, 403},
+			{writer, "POST", "/api/v1/tokens", `{"name":"x","role":"admin"}`, 403},
+			{writer, "DELETE", "/api/v1/tokens/ci-reader", "", 403},
+			{admin, "POST", "/api/v1/ha/token", `{}`, 200},
+			{admin, "GET", "/api/v1/tokens", "", 200},
+			{"rvt_" + strings.Repeat("0", 64), "GET", "/api/v1/objects/machine", "", 401},
+		}
+		for _, s := range steps {
+			applied, _ := act.node.Store().Applied()
+			st, body := c.do(n, s.method, s.path, s.body, as(s.tok))
+			if st != s.want {
+				t.Fatalf("on %s: %s %s: %d %s, want %d", n.id, s.method, s.path, st, body, s.want)
+			}
+			if s.want >= 400 {
+				if now, _ := act.node.Store().Applied(); now != applied {
+					t.Fatalf("on %s: refused %s %s changed the applied index", n.id, s.method, s.path)
+				}
+			}
+		}
+	}
+	// The list shows names and roles, never secrets or hashes.
+	_, body := c.do(act, "GET", "/api/v1/tokens", "", as(admin))
+	if strings.Contains(string(body), "rvt_") || strings.Contains(string(body), store.HashToken(reader)) || !strings.Contains(string(body), `"ci-reader"`) {
+		t.Fatalf("token list: %s", body)
+	}
+	// Bad creations.
+	for _, b := range []string{`{"name":"Bad Name","role":"read"}`, `{"name":"x","role":"root"}`, `{"name":"ci-reader","role":"read"}`} {
+		if st, out := c.do(act, "POST", "/api/v1/tokens", b, as(admin)); st != 400 && st != 409 {
+			t.Fatalf("create %s: %d %s", b, st, out)
+		}
+	}
+	// Revoked: refused everywhere once applied.
+	if st, out := c.do(act, "DELETE", "/api/v1/tokens/ci-reader", "", as(admin)); st != 200 {
+		t.Fatalf("revoke: %d %s", st, out)
+	}
+	idx, _ := act.node.Store().Applied()
+	c.waitApplied(idx, 5*time.Second)
+	for _, n := range c.nodes {
+		if st, _ := c.do(n, "GET", "/api/v1/objects/machine", "", as(reader)); st != 401 {
+			t.Fatalf("revoked token on %s: %d, want 401", n.id, st)
+		}
+	}
+	if st, _ := c.do(act, "DELETE", "/api/v1/tokens/ci-reader", "", as(admin)); st != 404 {
+		t.Fatalf("revoking twice: %d, want 404", st)
 	}
 }

@@ -12,6 +12,7 @@
 //	GET    /api/v1/ha/status | node | state | members | failover-safe
 //	POST   /api/v1/ha/init | join | token | transfer | members (enroll)
 //	DELETE /api/v1/ha/members/{id-or-addr}
+//	GET    /api/v1/tokens | POST /api/v1/tokens | DELETE /api/v1/tokens/{name}
 //
 // Reads are linearizable on the active node. A passive node forwards reads
 // and writes to the leader over the mutually authenticated consensus port (or
@@ -25,9 +26,12 @@
 // the node stopped, or the link to the leader broke after the request was
 // forwarded, so it may or may not have been applied; read before retrying,
 // or make the write conditional (If-Match, If-None-Match: *, a job log's
-// expected offset) so that a retry cannot apply it twice. Requests need the cluster's bearer
-// token (ha-state.json Token), except those from members; a node in no
-// cluster yet answers only to its bootstrap secret (consensus.BootstrapSecretFile).
+// expected offset) so that a retry cannot apply it twice. Requests need a bearer
+// token: the cluster's (ha-state.json Token, admin) or a named token with a
+// role (read: GET and HEAD; write: and changes to objects, files and job logs;
+// admin: and /ha/* changes, ha-state and tokens; 403 when the role is short),
+// except those from members; a node in no cluster yet answers only to its
+// bootstrap secret (consensus.BootstrapSecretFile).
 //
 // Input is checked strictly before anything is proposed: JSON bodies must be
 // I-JSON nested at most store.MaxJSONDepth levels and declared as JSON if

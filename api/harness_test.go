@@ -149,6 +149,17 @@ func (c *tcluster) enroll(n *tnode) {
 	}
 }
 
+// other returns a node of the cluster other than n (the first one).
+func (c *tcluster) other(n *tnode) *tnode {
+	for _, o := range c.nodes {
+		if o != n {
+			return o
+		}
+	}
+	c.t.Fatal("the cluster has no other node")
+	return nil
+}
+
 // active waits for exactly one live node to be active and returns it.
 func (c *tcluster) active(within time.Duration) *tnode {
 	c.t.Helper()

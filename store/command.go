@@ -40,6 +40,8 @@ const (
 	// OpJoinTokenUse marks a join token (Key: its nonce; IfRev: its expiry,
 	// Unix seconds) as used, so that each is good for one join.
 	OpJoinTokenUse Op = "join-token-use"
+	OpTokenPut     Op = "token-put"    // create a named API token (Token)
+	OpTokenDelete  Op = "token-delete" // revoke a named API token (Key: its name)
 )
 
 // MaxLogChunk is the largest chunk one job log append may carry.
@@ -84,6 +86,9 @@ type Command struct {
 	// append is never applied twice).
 	Job  string `json:"job,omitempty"`
 	Data []byte `json:"data,omitempty"`
+	// Token is the named API token for OpTokenPut (its hash, not its
+	// secret).
+	Token *Token `json:"token,omitempty"`
 }
 
 // FileRef names a file and, for OpFilePut, the blob that holds it.
@@ -162,7 +167,26 @@ func validObject(v json.RawMessage, what string) error {
 // without a decoding or type error on every node; it may still fail on state
 // (ErrNotFound, ErrExists, ErrConflict).
 func (c *Command) Validate() error {
+	if c.Token != nil && c.Op != OpTokenPut {
+		return fmt.Errorf("%w: %s takes no token", ErrInvalid, c.Op)
+	}
 	switch c.Op {
+	case OpTokenPut:
+		if c.Token == nil {
+			return fmt.Errorf("%w: %s needs a token", ErrInvalid, c.Op)
+		}
+		if c.Kind != "" || c.Key != "" || len(c.Value) > 0 || c.IfRev != nil || c.Member != nil || c.File != nil || c.Job != "" || len(c.Data) > 0 {
+			return fmt.Errorf("%w: %s takes only a token", ErrInvalid, c.Op)
+		}
+		return c.Token.validate()
+	case OpTokenDelete:
+		if err := ValidTokenName(c.Key); err != nil {
+			return err
+		}
+		if c.Kind != "" || len(c.Value) > 0 || c.IfRev != nil || c.Member != nil || c.File != nil || c.Job != "" || len(c.Data) > 0 {
+			return fmt.Errorf("%w: %s takes only a name", ErrInvalid, c.Op)
+		}
+		return nil
 	case OpCreate, OpPut, OpPatch, OpDelete:
 		if err := ValidKind(c.Kind); err != nil {
 			return err

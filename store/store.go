@@ -295,6 +295,8 @@ func applyOne(tx *bolt.Tx, index uint64, c *Command) (*Object, error) {
 		return nil, applyJobAppend(tx, c)
 	case OpJoinTokenUse:
 		return nil, applyJoinTokenUse(tx, c)
+	case OpTokenPut, OpTokenDelete:
+		return nil, applyToken(tx, c)
 	}
 	b := tx.Bucket(bucketObjects)
 	k := objKey(c.Kind, c.Key)

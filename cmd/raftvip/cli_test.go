@@ -293,6 +293,42 @@ func TestCLICluster(t *testing.T) {
 		t.Fatalf("the nodes hold %d different API tokens", len(tokens))
 	}
 
+	// A named read token: created by the admin (the cluster token), it reads
+	// but cannot write; listed; revoked, it reads nothing.
+	out, errOut, code := run(t, with(agents[0], "tokens", "create", "ro", "--role", "read")...)
+	if code != 0 || !strings.HasPrefix(out, "rvt_") {
+		t.Fatalf("tokens create: %d %s %s", code, out, errOut)
+	}
+	ro := []string{"-E", "http://" + agents[1].api, "--data-dir", "/nonexistent", "--api-token-file", secretFile(t, strings.TrimSpace(out))}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// agents[1] knows the token once it has applied its creation.
+		_, errOut, code := run(t, append([]string{"objects", "list", "machine"}, ro...)...)
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read token reading on %s: %d %s", agents[1].id, code, errOut)
+		}
+	}
+	if _, errOut, code := run(t, append([]string{"objects", "put", "machine", "ro", `{}`}, ro...)...); code == 0 || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("read token writing: %d %s", code, errOut)
+	}
+	if out, errOut, code := run(t, with(agents[0], "tokens", "list")...); code != 0 || !strings.Contains(out, "ro") || !strings.Contains(out, "read") {
+		t.Fatalf("tokens list: %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := run(t, with(agents[0], "tokens", "revoke", "ro")...); code != 0 || !strings.Contains(out, "revoked ro") {
+		t.Fatalf("tokens revoke: %d %s %s", code, out, errOut)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, errOut, code := run(t, append([]string{"objects", "list", "machine"}, ro...)...)
+		if code != 0 && strings.Contains(errOut, "unauthorized") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the revoked token still works on %s: %d %s", agents[1].id, code, errOut)
+		}
+	}
+
 	// Write through a passive node (forwarded), read from every node.
 	if out, errOut, code := run(t, with(agents[2], "objects", "put", "machine", "m1", `{"name":"m1"}`)...); code != 0 || !strings.Contains(out, `"rev"`) {
 		t.Fatalf("objects put: %d %s %s", code, out, errOut)
@@ -307,7 +343,7 @@ func TestCLICluster(t *testing.T) {
 		t.Fatalf("create over an existing object: exit %d %s", code, errOut)
 	}
 	var cs consensus.ClusterStatus
-	out := eventually(t, 10*time.Second, `"consistent": true`, with(agents[0], "ha", "status", "--json")...)
+	out = eventually(t, 10*time.Second, `"consistent": true`, with(agents[0], "ha", "status", "--json")...)
 	if err := json.Unmarshal([]byte(out), &cs); err != nil || cs.Voters != 3 || cs.ActiveID == "" {
 		t.Fatalf("status: %v %s", err, out)
 	}

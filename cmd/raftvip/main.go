@@ -38,7 +38,7 @@ Run a node with 'raftvip agent', form a cluster with 'raftvip ha init' and
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newHACmd(), newObjectsCmd(), newJobsCmd(), newHAProxyCmd(), newDemoCmd(), newDebugCmd())
+	root.AddCommand(newAgentCmd(), newHACmd(), newObjectsCmd(), newTokensCmd(), newJobsCmd(), newHAProxyCmd(), newDemoCmd(), newDebugCmd())
 	for _, ns := range []string{"files", "isos", "bundles", "plugins"} {
 		root.AddCommand(newFilesCmd(ns))
 	}
