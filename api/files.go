@@ -46,7 +46,7 @@ func clientDigest(r *http.Request) (string, error) {
 		for _, part := range strings.Split(cd, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
 			if !ok || strings.TrimSpace(k) == "" {
-				return "", fmt.Errorf("%w: Content-Digest %q is not a list of algorithm=:base64:", store.ErrInvalid, cd)
+				return "", fmt.Errorf("%w: Content-Digest %q is not a list of algorithm=:base64: items", store.ErrInvalid, cd)
 			}
 			if strings.ToLower(strings.TrimSpace(k)) != "sha-256" {
 				continue // another algorithm: not ours to check

@@ -71,7 +71,7 @@ func ParseHAState(b []byte) (*HAState, error) {
 		return nil, err
 	}
 	if s.Valid && (s.ConsensusID == "" || s.HaID == "" || s.ConsensusAddr == "" || s.Token == "") {
-		return nil, errors.New("Valid is set but ConsensusID, HaID, ConsensusAddr or Token is missing")
+		return nil, errors.New("the state is marked Valid but ConsensusID, HaID, ConsensusAddr or Token is missing")
 	}
 	for name, v := range map[string]string{"ConsensusID": s.ConsensusID, "HaID": s.HaID, "ConsensusAddr": s.ConsensusAddr, "ApiUrl": s.ApiUrl, "VirtInterface": s.VirtInterface, "VirtAddr": s.VirtAddr, "Token": s.Token} {
 		if len(v) > 1024 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
