@@ -147,10 +147,10 @@ func fail(w http.ResponseWriter, err error) {
 // carry a verified member certificate and need no bearer token.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderNode, s.node.ID())
-	if dotSegment(r.URL.Path) || strings.Contains(r.URL.Path, "//") {
-		// ServeMux would redirect to the cleaned path; a path that tries to
-		// climb out of its folder, or has an empty segment, is refused.
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.', '..' or empty segment", r.URL.Path))
+	if uncleanPath(r.URL.Path) || uncleanPath(r.URL.EscapedPath()) {
+		// As Guard does on the agent's listeners; requests forwarded over
+		// the consensus port come here without it.
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("path %q has a '.', '..' or empty segment", r.URL.EscapedPath()))
 		return
 	}
 	if !openPaths[r.URL.Path] {
@@ -169,16 +169,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mux.ServeHTTP(w, r)
-}
-
-// dotSegment reports whether a (decoded) URL path has a "." or ".." segment.
-func dotSegment(p string) bool {
-	for seg := range strings.SplitSeq(p, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
 }
 
 func fromMember(r *http.Request) bool {
