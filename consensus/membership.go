@@ -448,19 +448,18 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	return n.markValid()
 }
 
-// fetchSecrets gets /internal/secrets from addr (or any member, following
-// the leader), retrying until ctx ends: the configuration that names this
-// node may take a moment to reach the member asked.
+// fetchSecrets gets /internal/secrets from the member at addr, retrying
+// (up to 100 times, about 50 s, or until ctx ends): the configuration that
+// names this node may take a moment to reach that member.
 func (n *Node) fetchSecrets(ctx context.Context, addr string, out *secretsResponse) error {
 	var last error
-	for attempt := 0; ; attempt++ {
-		if err := n.getInternal(ctx, addr, "/internal/secrets", out); err == nil {
+	for attempt := 0; attempt < 100; attempt++ {
+		last = n.getInternal(ctx, addr, "/internal/secrets", out)
+		if last == nil {
 			if out.CAKey == "" || out.APIToken == "" {
 				return errors.New("a member answered without the CA key or the API token")
 			}
 			return nil
-		} else {
-			last = err
 		}
 		select {
 		case <-ctx.Done():
@@ -468,6 +467,7 @@ func (n *Node) fetchSecrets(ctx context.Context, addr string, out *secretsRespon
 		case <-time.After(time.Duration(min(attempt+1, 10)) * 50 * time.Millisecond):
 		}
 	}
+	return fmt.Errorf("%w (last error: %v)", ErrTimeout, last)
 }
 
 // abandonJoin stops Raft after a failed join, leaving the node unjoined.
