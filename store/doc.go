@@ -19,6 +19,13 @@
 //	data, _ := cmd.Encode()
 //	res := s.ApplyBatch([]store.Entry{{Index: 7, Term: 2, Data: data}})[0]
 //
+// Besides objects the state holds the cluster's members, files (blob
+// references), job logs, named API tokens (their SHA-256 and role, never the
+// secret: Tokens, TokenBySecret) and the nonces of join tokens already used
+// (OpJoinTokenUse, so each is good for one join). CheckJSON is the strict
+// I-JSON check, bounded in depth, that every value and merge patch passes
+// before it is proposed.
+//
 // Snapshots are streamed: WriteSnapshot copies a consistent view of the
 // database to a writer without holding it in memory, and Restore streams one
 // back to disk before it replaces the live state.
