@@ -529,10 +529,9 @@ func listText(v string) error {
 	if !utf8.ValidString(v) {
 		return errors.New("not valid UTF-8")
 	}
-	for _, r := range v {
-		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
-			return fmt.Errorf("control character %q", r)
-		}
+	if i := strings.IndexFunc(v, store.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return fmt.Errorf("control character %q", r)
 	}
 	return nil
 }

@@ -261,15 +261,15 @@ func checkRange(values []string, size int64) error {
 	if len(parts) > maxRanges {
 		return bad(fmt.Sprintf("at most %d ranges", maxRanges))
 	}
+	num := func(s string) (int64, bool) { // digits only: no sign, no space
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil && n >= 0 && strings.TrimLeft(s, "0123456789") == ""
+	}
 	satisfiable := false
 	for _, part := range parts {
 		first, last, ok := strings.Cut(strings.TrimSpace(part), "-")
 		if !ok || (first == "" && last == "") {
 			return bad("each range is first-last, first- or -suffix")
-		}
-		num := func(s string) (int64, bool) {
-			n, err := strconv.ParseInt(s, 10, 64)
-			return n, err == nil && n >= 0 && strings.TrimLeft(s, "0123456789") == ""
 		}
 		switch {
 		case first == "":

@@ -91,11 +91,7 @@ func ensureBootstrapSecret(dir string) (string, error) {
 		return "", err
 	}
 	s := newSecret()
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := writeFileAtomic(p, []byte(s+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return s, nil

@@ -77,7 +77,7 @@ func CleanFilePath(ns, p string) (string, error) {
 			return "", fmt.Errorf("%w: a segment of %q is longer than %d bytes", ErrInvalid, p, MaxSegmentLen)
 		}
 		for _, r := range seg {
-			if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\\' || bidiControl(r) {
+			if IsControl(r) || r == '\\' || bidiControl(r) {
 				return "", fmt.Errorf("%w: path %q contains a forbidden character %q", ErrInvalid, p, r)
 			}
 		}

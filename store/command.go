@@ -134,12 +134,15 @@ func ValidKey(key string) error {
 		return fmt.Errorf("%w: key is not valid UTF-8", ErrInvalid)
 	}
 	for _, r := range key {
-		if r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '/' || r == '\\' || bidiControl(r) {
+		if IsControl(r) || r == '/' || r == '\\' || bidiControl(r) {
 			return fmt.Errorf("%w: key %q contains a forbidden character %q", ErrInvalid, key, r)
 		}
 	}
 	return nil
 }
+
+// IsControl reports the C0 and C1 control characters and DEL.
+func IsControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r <= 0x9f) }
 
 // bidiControl reports the Unicode bidirectional formatting characters
 // (the "Trojan Source" set), which make a key display as another.
