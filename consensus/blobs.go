@@ -435,16 +435,21 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 			return nil, err
 		}
 	}
+	// The waiting list is complete before any stream starts: a stream that
+	// fails calls startNext, which reads it.
 	var running []*store.UploadReader
-	for i, addr := range addrs {
-		body := readers[i]
-		start := make(chan struct{})
+	starts := make([]chan struct{}, len(addrs))
+	for i := range addrs {
+		starts[i] = make(chan struct{})
 		if i < fan.quorum-1 {
-			close(start)
-			running = append(running, body)
+			close(starts[i])
+			running = append(running, readers[i])
 		} else {
-			fan.waiting = append(fan.waiting, start)
+			fan.waiting = append(fan.waiting, starts[i])
 		}
+	}
+	for i, addr := range addrs {
+		body, start := readers[i], starts[i]
 		go func() {
 			select {
 			case <-start:
@@ -478,7 +483,7 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 	}
 	if len(addrs) == 0 {
 		cancel()
-	} else if len(fan.waiting) > 0 {
+	} else if len(starts) > len(running) {
 		go fan.watchLag(ctx, u, running)
 	}
 	return fan, nil
