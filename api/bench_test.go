@@ -24,7 +24,7 @@ func BenchmarkWrites(b *testing.B) {
 	if len(value) != 256 {
 		b.Fatalf("value is %d bytes", len(value))
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0, TLSClientConfig: testTLS}}
 	for _, writers := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			var next atomic.Int64

@@ -1,10 +1,17 @@
 package api
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -497,8 +504,21 @@ func TestClaimedStart(t *testing.T) {
 	other := c.nodes[0]
 	fresh := c.add(false)
 	secret := fresh.node.BootstrapSecret()
-	if len(secret) != 64 {
-		t.Fatalf("bootstrap secret %q", secret)
+	pin := consensus.BootstrapPin(secret)
+	if pin == "" {
+		t.Fatalf("bootstrap secret %q is not rvb1.<secret>.<pin>", secret)
+	}
+	// The node's API presents the certificate its secret names.
+	if !plainAPI {
+		conn, err := fresh.dialAPI()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(conn.(*tls.Conn).ConnectionState().PeerCertificates[0].Raw)
+		conn.Close()
+		if hex.EncodeToString(sum[:]) != pin {
+			t.Fatalf("the unjoined node's API certificate is not the one its secret names")
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(fresh.dir, consensus.BootstrapSecretFile))
 	if err != nil || strings.TrimSpace(string(b)) != secret {
@@ -523,7 +543,18 @@ func TestClaimedStart(t *testing.T) {
 		t.Fatal("refused requests configured the node")
 	}
 	// The cluster cannot enroll it without the secret either.
-	for _, sec := range []string{"", "wrong"} {
+	// With the right secret but another certificate's pin (an impostor
+	// at the node's address would present its own certificate): the
+	// cluster refuses to talk to it, so neither the secret nor a join
+	// token reaches it.
+	impostor := secret[:len(secret)-64] + strings.Repeat("0", 64)
+	if !plainAPI {
+		body, _ := json.Marshal(EnrollRequest{URL: fresh.url, Secret: impostor})
+		if st, out := c.do(other, "POST", "/api/v1/ha/members", string(body), nil); st != 502 || !strings.Contains(string(out), "bootstrap secret names") {
+			t.Fatalf("enroll of a node whose certificate the secret does not name: %d %s, want 502", st, out)
+		}
+	}
+	for _, sec := range []string{"", "wrong", secret[:len(secret)-1]} {
 		body, _ := json.Marshal(EnrollRequest{URL: fresh.url, Secret: sec})
 		if st, out := c.do(other, "POST", "/api/v1/ha/members", string(body), nil); st < 400 {
 			t.Fatalf("enroll with secret %q: %d %s", sec, st, out)
@@ -625,5 +656,111 @@ func TestTokenRoles(t *testing.T) {
 	}
 	if st, _ := c.do(act, "DELETE", "/api/v1/tokens/ci-reader", "", as(admin)); st != 404 {
 		t.Fatalf("revoking twice: %d, want 404", st)
+	}
+}
+
+// apiSerial is the serial of the certificate n's API presents to a new
+// connection.
+func apiSerial(t *testing.T, n *tnode) string {
+	t.Helper()
+	conn, err := n.dialAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.Text(16)
+}
+
+// TestRotateCerts: POST /ha/rotate-certs gives every member new member and
+// API certificates while the cluster keeps serving: a connection opened
+// before still works, new connections see the new API certificate, writes
+// through a passive node (forwarded over the consensus port with the new
+// member certificates) succeed, and a restarted member starts on what was
+// saved.
+func TestRotateCerts(t *testing.T) {
+	if plainAPI {
+		t.Skip("the API certificates are not served in plain mode")
+	}
+	c := newCluster(t)
+	c.boot(3)
+	act := c.active(10 * time.Second)
+	passive := c.other(act)
+	before := map[string][]consensus.CertInfo{}
+	apiBefore := map[string]string{}
+	for _, n := range c.nodes {
+		before[n.id] = n.node.Certificates()
+		apiBefore[n.id] = apiSerial(t, n)
+		if apiBefore[n.id] != before[n.id][1].Serial {
+			t.Fatalf("%s serves API certificate %s, holds %s", n.id, apiBefore[n.id], before[n.id][1].Serial)
+		}
+	}
+	// A kept-alive connection, opened before the rotation.
+	kept, err := passive.dialAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	get := func(conn net.Conn) (int, error) {
+		fmt.Fprintf(conn, "GET /api/v1/ha/node HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+	if st, err := get(kept); err != nil || st != 200 {
+		t.Fatalf("kept connection before: %d %v", st, err)
+	}
+	st, out := c.do(passive, "POST", "/api/v1/ha/rotate-certs", "", nil)
+	if st != 200 {
+		t.Fatalf("rotate-certs: %d %s", st, out)
+	}
+	var got []consensus.CertInfo
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != 6 {
+		t.Fatalf("rotate-certs answer (%v): %s", err, out)
+	}
+	for _, ci := range got {
+		if ci.Error != "" || !ci.Renewed || ci.Serial == "" {
+			t.Fatalf("rotate-certs: %+v", ci)
+		}
+	}
+	for _, n := range c.nodes {
+		now := n.node.Certificates()
+		if now[0].Serial == before[n.id][0].Serial || now[1].Serial == before[n.id][1].Serial {
+			t.Fatalf("%s kept a certificate: %+v -> %+v", n.id, before[n.id], now)
+		}
+		if s := apiSerial(t, n); s != now[1].Serial {
+			t.Fatalf("%s serves API certificate %s after the rotation, holds %s", n.id, s, now[1].Serial)
+		}
+	}
+	if st, err := get(kept); err != nil || st != 200 {
+		t.Fatalf("kept connection after the rotation: %d %v", st, err)
+	}
+	// Member traffic on the new certificates: a write through the passive
+	// node is forwarded to the active one.
+	if st, out := c.do(passive, "PUT", "/api/v1/objects/machine/after-rotation", `{"ok":true}`, nil); st != 200 {
+		t.Fatalf("write through %s after the rotation: %d %s", passive.id, st, out)
+	}
+	// A restart starts on the saved certificates.
+	rotated := passive.node.Certificates()
+	passive.stop()
+	passive.start(false)
+	if now := passive.node.Certificates(); now[0].Serial != rotated[0].Serial || now[1].Serial != rotated[1].Serial {
+		t.Fatalf("after a restart %s holds %+v, saved %+v", passive.id, now, rotated)
+	}
+	if st, out := c.do(passive, "PUT", "/api/v1/objects/machine/after-restart", `{"ok":true}`, nil); st != 200 {
+		t.Fatalf("write through %s after its restart: %d %s", passive.id, st, out)
+	}
+	// Only admins rotate.
+	st, body := c.do(act, "POST", "/api/v1/tokens", `{"name":"reader","role":"read"}`, nil)
+	var info TokenInfo
+	if st != 201 || json.Unmarshal(body, &info) != nil {
+		t.Fatalf("create a read token: %d %s", st, body)
+	}
+	tok := info.Token
+	if st, _ := c.do(act, "POST", "/api/v1/ha/rotate-certs", "", map[string]string{"Authorization": "Bearer " + tok}); st != 403 {
+		t.Fatalf("rotate-certs with a read token: %d, want 403", st)
 	}
 }

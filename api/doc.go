@@ -10,7 +10,7 @@
 //	PATCH  /api/v1/objects/{kind}/{key}                   RFC 7386 merge patch
 //	DELETE /api/v1/objects/{kind}/{key}                   delete
 //	GET    /api/v1/ha/status | node | state | members | failover-safe
-//	POST   /api/v1/ha/init | join | token | transfer | members (enroll)
+//	POST   /api/v1/ha/init | join | token | transfer | members (enroll) | rotate-certs
 //	DELETE /api/v1/ha/members/{id-or-addr}
 //	GET    /api/v1/tokens | POST /api/v1/tokens | DELETE /api/v1/tokens/{name}
 //
@@ -31,7 +31,10 @@
 // role (read: GET and HEAD; write: and changes to objects, files and job logs;
 // admin: and /ha/* changes, ha-state and tokens; 403 when the role is short),
 // except those from members; a node in no cluster yet answers only to its
-// bootstrap secret (consensus.BootstrapSecretFile).
+// bootstrap secret (consensus.BootstrapSecretFile). Enroll reaches the new
+// node over TLS pinned to the certificate its secret names
+// (consensus.BootstrapPin). The agent serves this API over TLS
+// (consensus.Node.APICertificate) unless told --api-plain.
 //
 // Input is checked strictly before anything is proposed: JSON bodies must be
 // I-JSON nested at most store.MaxJSONDepth levels and declared as JSON if

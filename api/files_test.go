@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -391,7 +390,7 @@ func TestCutOffChunkedUpload(t *testing.T) {
 	}
 	for _, via := range []*tnode{act, passive} {
 		path := "/api/v1/files/files/cut-" + via.id
-		conn, err := net.Dial("tcp", via.apiAddr)
+		conn, err := via.dialAPI()
 		if err != nil {
 			t.Fatal(err)
 		}

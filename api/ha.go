@@ -192,6 +192,18 @@ func (s *Server) haRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
 	}}))
+	m.HandleFunc("/api/v1/ha/rotate-certs", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
+		// Every member renews its own certificates (each holds the CA
+		// key): this node first, then the others over the consensus port.
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		got, err := s.node.RotateClusterCerts(ctx)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, got)
+	}}))
 	m.HandleFunc("/api/v1/ha/snapshot", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
 		d, err := s.node.Snapshot()
 		if err != nil {
@@ -230,11 +242,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		fail(w, fmt.Errorf("%w: url %q must be the new node's API URL (http://host:port)", store.ErrInvalid, req.URL))
+		fail(w, fmt.Errorf("%w: url %q must be the new node's API URL (https://host:port)", store.ErrInvalid, req.URL))
 		return
 	}
-	if req.Secret == "" {
-		fail(w, fmt.Errorf("%w: secret, the new node's bootstrap secret (the %s file in its data dir), is required", store.ErrInvalid, consensus.BootstrapSecretFile))
+	pin := consensus.BootstrapPin(req.Secret)
+	if pin == "" {
+		fail(w, fmt.Errorf("%w: secret, the new node's bootstrap secret (the %s file in its data dir, rvb1.…), is required", store.ErrInvalid, consensus.BootstrapSecretFile))
 		return
 	}
 	tok, err := s.node.Token(10 * time.Minute)
@@ -252,7 +265,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	jreq.Header.Set("Content-Type", "application/json")
 	jreq.Header.Set("Authorization", "Bearer "+req.Secret)
-	resp, err := http.DefaultClient.Do(jreq)
+	// The new node is known by the certificate its secret names: the
+	// secret and the join token go to that node only.
+	c := &http.Client{Transport: consensus.APITrust{Pin: pin}.Transport(nil),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer c.CloseIdleConnections()
+	resp, err := c.Do(jreq)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "enroll_failed", fmt.Sprintf("reaching the new node at %s: %v", req.URL, err))
 		return

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,6 +59,15 @@ func (w tlogWriter) Write(p []byte) (int, error) {
 
 func testTiming() consensus.Timing { return consensus.DefaultTiming() }
 
+// plainAPI serves the test nodes' API in plain HTTP instead of TLS
+// (RAFTVIP_TEST_API_PLAIN=1): bench/writes.sh measures what TLS costs.
+var plainAPI = os.Getenv("RAFTVIP_TEST_API_PLAIN") == "1"
+
+// testTLS is the test clients' TLS configuration. The tests here are about
+// the API's behaviour, so they do not verify the nodes' certificates; the
+// CLI's tests (cmd/raftvip) and the enroll tests below do.
+var testTLS = &tls.Config{InsecureSkipVerify: true}
+
 // start opens (or reopens) a node and serves its API.
 func (n *tnode) start(observer bool) {
 	t := n.t
@@ -74,10 +84,23 @@ func (n *tnode) start(observer bool) {
 	if err != nil {
 		t.Fatalf("api listen %s: %v", n.apiAddr, err)
 	}
+	if !plainAPI {
+		// As the agent serves it: the bootstrap certificate before the
+		// node is in a cluster, the cluster CA's after.
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: node.APICertificate})
+	}
 	n.node = node
 	n.closed.Store(false)
 	n.srv = &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
 	go n.srv.Serve(ln)
+}
+
+// dialAPI opens a raw connection to the node's API (TLS unless plainAPI).
+func (n *tnode) dialAPI() (net.Conn, error) {
+	if plainAPI {
+		return net.Dial("tcp", n.apiAddr)
+	}
+	return tls.Dial("tcp", n.apiAddr, testTLS)
 }
 
 // stop closes the node abruptly (no leadership transfer): a crash as far
@@ -104,7 +127,11 @@ func newCluster(t testing.TB) *tcluster {
 func (c *tcluster) add(observer bool) *tnode {
 	c.t.Helper()
 	api := freePort(c.t)
-	n := &tnode{t: c.t, id: fmt.Sprintf("n%d", len(c.nodes)+1), dir: c.t.TempDir(), cons: freePort(c.t), apiAddr: api, url: "http://" + api}
+	scheme := "https://"
+	if plainAPI {
+		scheme = "http://"
+	}
+	n := &tnode{t: c.t, id: fmt.Sprintf("n%d", len(c.nodes)+1), dir: c.t.TempDir(), cons: freePort(c.t), apiAddr: api, url: scheme + api}
 	n.start(observer)
 	// Registered after TempDir's own clean-up, so it runs before it: the
 	// node stops before its directory is removed.
@@ -194,7 +221,7 @@ func (c *tcluster) live() []*tnode {
 }
 
 // httpClient does not follow redirects, so that tests see the 307 itself.
-var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512},
+var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512, TLSClientConfig: testTLS},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // do sends a request to node n and returns status and body.

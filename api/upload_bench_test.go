@@ -57,7 +57,7 @@ func BenchmarkUpload(b *testing.B) {
 	c := newCluster(b)
 	c.boot(3)
 	act := c.active(10 * time.Second)
-	client := &http.Client{Timeout: 30 * time.Minute}
+	client := &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{TLSClientConfig: testTLS}}
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

@@ -72,6 +72,10 @@ type Config struct {
 	APIURL        string
 	VirtInterface string
 	Observer      bool
+	// APIHosts are the host names and addresses the API's certificate is
+	// issued for (besides localhost and APIServerName): the hosts of the
+	// API URL and address, and the VIPs.
+	APIHosts []string
 	// AwaitReadiness makes the node count as not ready until SetReadiness
 	// is first called: an agent whose announcer starts after Raft does
 	// (its BGP sessions not yet up) is then not chosen to take over.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,8 +82,7 @@ func TestOtherClusterRefused(t *testing.T) {
 
 	// A client that trusts a's CA (so the server side verifies) but
 	// presents b's certificate is refused by a during the handshake.
-	mixed := a.mat.clientTLS()
-	mixed.Certificates = []tls.Certificate{b.mat.nodeTLS}
+	mixed := a.mat.clientTLS(slotOf(b.mat))
 	for _, kind := range []byte{streamRaft, streamRPC} {
 		if err := roundTrip(a.cfg.ConsensusAddr, mixed, kind); err == nil {
 			t.Fatalf("stream %c: a certificate from another CA was accepted", kind)
@@ -591,7 +591,7 @@ func TestJoinHandsOutNoKeys(t *testing.T) {
 	if err := m.parse(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := newStreamClient(m.clientTLS(), streamRPC).Get("https://" + a.cfg.ConsensusAddr + "/internal/secrets")
+	resp, err := newStreamClient(m.clientTLS(slotOf(m)), streamRPC).Get("https://" + a.cfg.ConsensusAddr + "/internal/secrets")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -628,7 +628,7 @@ func TestMemberChannelOnlyForConfiguredMembers(t *testing.T) {
 	if err := m.parse(); err != nil {
 		t.Fatal(err)
 	}
-	c := newStreamClient(m.clientTLS(), streamRPC)
+	c := newStreamClient(m.clientTLS(slotOf(m)), streamRPC)
 	for _, p := range []string{"/internal/status", "/internal/secrets", "/api/v1/ha/state", "/api/v1/objects/machine"} {
 		resp, err := c.Get("https://" + a.cfg.ConsensusAddr + p)
 		if err != nil {
@@ -653,5 +653,82 @@ func TestMemberChannelOnlyForConfiguredMembers(t *testing.T) {
 	var st NodeStatus
 	if err := a.getInternal(context.Background(), a.cfg.ConsensusAddr, "/internal/status", &st); err != nil {
 		t.Fatalf("the member: %v", err)
+	}
+}
+
+// slotOf holds m's node certificate, for a client made from m alone.
+func slotOf(m *Material) *certSlot {
+	var s certSlot
+	s.set(m.nodeTLS)
+	return &s
+}
+
+// TestCertsRenewedBeforeExpiry: a member whose certificates have less than
+// a third of their lifetime left renews them by itself (new serials, new
+// keys), saves them so that a restart keeps them, and stays reachable over
+// its consensus port with the new certificate.
+func TestCertsRenewedBeforeExpiry(t *testing.T) {
+	oldNode, oldAPI, oldEvery := nodeLifetime, apiLifetime, certCheckEvery
+	t.Cleanup(func() { nodeLifetime, apiLifetime, certCheckEvery = oldNode, oldAPI, oldEvery })
+	// Issued an hour back-dated with a minute to go: due at once.
+	nodeLifetime, apiLifetime, certCheckEvery = time.Minute, time.Minute, 20*time.Millisecond
+	n := newCluster(t, "r1")
+	first := n.Certificates()
+	if first[0].Serial == "" || first[1].Serial == "" {
+		t.Fatalf("certificates after init: %+v", first)
+	}
+	// The loop renews them; renewed ones are short-lived too, so it goes
+	// on: wait for two rounds.
+	deadline := time.Now().Add(10 * time.Second)
+	for seen := 0; seen < 2; {
+		now := n.Certificates()
+		if now[0].Serial != first[0].Serial && now[1].Serial != first[1].Serial {
+			seen++
+			first = now
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificates not renewed: %+v", now)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var st NodeStatus
+	if err := n.getInternal(ctx, n.cfg.ConsensusAddr, "/internal/status", &st); err != nil {
+		t.Fatalf("the consensus port after renewal: %v", err)
+	}
+	// What is on disk agrees with ha-state.json (a restart keeps it).
+	n.certMu.Lock()
+	mat, err := loadMaterial(filepath.Join(n.cfg.DataDir, "tls"))
+	n.certMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := n.HAState()
+	if err := mat.agrees(&hs, filepath.Join(n.cfg.DataDir, "tls")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNeedsRenewal: a certificate is renewed once less than a third of its
+// lifetime is left, and not before.
+func TestNeedsRenewal(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		from, to time.Duration // NotBefore and NotAfter from now
+		due      bool
+	}{
+		{-time.Hour, 365 * 24 * time.Hour, false},
+		{-200 * 24 * time.Hour, 165 * 24 * time.Hour, false},
+		{-250 * 24 * time.Hour, 115 * 24 * time.Hour, true},
+		{-time.Hour, -time.Minute, true},
+	} {
+		cert := &x509.Certificate{NotBefore: now.Add(c.from), NotAfter: now.Add(c.to)}
+		if got := needsRenewal(cert, now); got != c.due {
+			t.Errorf("valid from %v to %v: due %v, want %v", c.from, c.to, got, c.due)
+		}
+	}
+	if !needsRenewal(nil, now) {
+		t.Error("no certificate is not due")
 	}
 }

@@ -78,25 +78,6 @@ func lockDataDir(dir string) (*os.File, error) {
 // a cluster.
 const BootstrapSecretFile = "bootstrap-secret"
 
-// ensureBootstrapSecret reads the bootstrap secret, writing a new one
-// (32 random bytes, hex) at first start.
-func ensureBootstrapSecret(dir string) (string, error) {
-	p := filepath.Join(dir, BootstrapSecretFile)
-	if b, err := os.ReadFile(p); err == nil {
-		if s := strings.TrimSpace(string(b)); len(s) == 64 {
-			return s, nil
-		}
-		return "", fmt.Errorf("%s is not a bootstrap secret (64 hex digits); remove it and restart to make a new one", p)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	s := newSecret()
-	if err := writeFileAtomic(p, []byte(s+"\n"), 0o600); err != nil {
-		return "", err
-	}
-	return s, nil
-}
-
 // newSecret is 32 random bytes in hex.
 func newSecret() string {
 	b := make([]byte, 32)

@@ -28,7 +28,7 @@
 //	n.SetRPCHandler(apiHandler)        // member HTTP on the consensus port
 //	err = n.Init(ctx, consensus.InitOptions{})            // first node
 //	tok, _ := n.Token(time.Hour)                          // on a member
-//	err = other.Join(ctx, "http://198.18.0.1:8080", tok)  // on a new node
+//	err = other.Join(ctx, "https://198.18.0.1:8092", tok) // on a new node
 //	ch, cancel := n.Subscribe()                           // Active changes
 //	n.SetKernelLease(fence)                               // the lease in the kernel too
 //	n.SetReadiness(func() string { return "" })           // the announcer can work
@@ -39,6 +39,13 @@
 // one may only use the join stream, where it trades a single-use join token
 // for its certificate (and nothing else); once in the Raft configuration it
 // fetches the CA key and the API token from a member (/internal/secrets).
+// Every member renews its own member and API certificates with that CA key
+// (certs.go: when a third of their lifetime is left, or on RotateCerts /
+// RotateClusterCerts); listeners and clients read the current certificate
+// at each handshake. The API's certificate (APICertificate) is the
+// cluster CA's once the node is in a cluster, and before that a
+// self-signed one whose fingerprint the bootstrap secret carries
+// (BootstrapPin); APITrust is how clients verify either.
 // The transport declines hashicorp/raft's heartbeat fast path (issue #695),
 // and every node keeps a chained hash of its applied state so that
 // divergence shows in ClusterStatus.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -152,8 +153,10 @@ func (n *Node) markValid() error {
 	// The claim has served its purpose: the node now answers to the
 	// cluster's tokens.
 	n.bootstrapSecret = ""
-	if err := os.Remove(filepath.Join(n.cfg.DataDir, BootstrapSecretFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		n.logger.Warn("could not remove the bootstrap secret", "err", err)
+	for _, f := range []string{BootstrapSecretFile, BootstrapCertFile} {
+		if err := os.Remove(filepath.Join(n.cfg.DataDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			n.logger.Warn("could not remove the bootstrap secret", "file", f, "err", err)
+		}
 	}
 	return nil
 }
@@ -373,7 +376,7 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	if err != nil {
 		return err
 	}
-	info, err := fetchJoinInfo(ctx, joinURL)
+	info, apiLeaf, err := fetchJoinInfo(ctx, joinURL)
 	if err != nil {
 		return err
 	}
@@ -383,6 +386,13 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	mat := &Material{CACertPEM: []byte(info.CACert)}
 	if err := mat.parse(); err != nil {
 		return err
+	}
+	if apiLeaf != nil {
+		// The join info is checked by the token's CA hash; the API that
+		// served it must be one of that CA's too.
+		if _, err := apiLeaf.Verify(x509.VerifyOptions{Roots: mat.pool}); err != nil {
+			return fmt.Errorf("%w: the API at %s presents a certificate that this cluster's CA did not sign: %v", ErrBadToken, joinURL, err)
+		}
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -441,9 +451,12 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 		return fmt.Errorf("joining: %w", err)
 	}
 	n.mu.Lock()
-	n.mat = full // the running TLS configurations keep the old one: the same CA and certificate
+	n.mat = full // the running TLS configurations read the same certificate from n.nodeCert
 	n.state.Token = sec.APIToken
 	n.mu.Unlock()
+	if _, err := n.renewAPI(full); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
 	n.logger.Info("joined cluster", "cluster", resp.ClusterID, "node", n.cfg.NodeID)
 	return n.markValid()
 }
@@ -494,32 +507,42 @@ func (n *Node) abandonJoin() {
 	}
 }
 
-func fetchJoinInfo(ctx context.Context, joinURL string) (*JoinInfo, error) {
+// fetchJoinInfo reads a member's public join info, and the API
+// certificate it was served with (nil over plain HTTP). The certificate is
+// not verified here: the caller checks the answer against its token and
+// then the certificate against the CA the answer holds.
+func fetchJoinInfo(ctx context.Context, joinURL string) (*JoinInfo, *x509.Certificate, error) {
 	u, err := url.Parse(strings.TrimRight(joinURL, "/") + "/api/v1/ha/join-info")
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("join URL %q is not an http(s) URL", joinURL)
+		return nil, nil, fmt.Errorf("join URL %q is not an http(s) URL", joinURL)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reaching %s: %w", joinURL, err)
+		return nil, nil, fmt.Errorf("reaching %s: %w", joinURL, err)
 	}
 	defer resp.Body.Close()
 	body, err := readAllLimit(resp.Body, 1<<20)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, bytes.TrimSpace(body))
+		return nil, nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, bytes.TrimSpace(body))
 	}
 	var info JoinInfo
 	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, fmt.Errorf("join info from %s: %w", joinURL, err)
+		return nil, nil, fmt.Errorf("join info from %s: %w", joinURL, err)
 	}
-	return &info, nil
+	var leaf *x509.Certificate
+	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		leaf = resp.TLS.PeerCertificates[0]
+	}
+	return &info, leaf, nil
 }
 
 // postFollowingLeader POSTs JSON to the member at *addr, following

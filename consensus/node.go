@@ -77,6 +77,12 @@ type Node struct {
 	lastHandOver    HandOver
 	closed          bool
 
+	// The certificates in use: the member certificate (consensus port),
+	// the API's (once in a cluster) and the bootstrap one (before);
+	// certMu serialises their renewal.
+	nodeCert, apiCert, bootCert certSlot
+	certMu                      sync.Mutex
+
 	leaseMu      sync.Mutex
 	leaseUntil   time.Time
 	readyTerm    uint64 // term whose barrier has completed on this leader
@@ -149,9 +155,16 @@ func open(cfg Config, lock *os.File) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{}), lock: lock}
 	if !st.Valid {
-		if n.bootstrapSecret, err = ensureBootstrapSecret(cfg.DataDir); err != nil {
+		id := cfg.NodeID
+		if id == "" {
+			id = "(unnamed)"
+		}
+		sec, cert, err := ensureBootstrapIdentity(cfg.DataDir, id)
+		if err != nil {
 			return nil, fmt.Errorf("bootstrap secret: %w", err)
 		}
+		n.bootstrapSecret = sec
+		n.bootCert.set(cert)
 	}
 	if st.Valid {
 		for _, c := range st.overrides(&n.cfg) {
@@ -315,10 +328,11 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 		logs.Close()
 		return fmt.Errorf("listening on consensus address: %w", err)
 	}
-	m := newMux(ln, n.mat.serverTLS(), n.logger)
+	n.nodeCert.set(n.mat.nodeTLS)
+	m := newMux(ln, n.mat.serverTLS(&n.nodeCert), n.logger)
 	go m.serve()
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: m.subs[streamRaft], advertise: advertise, conf: n.mat.clientTLS()},
+		Stream:  &streamLayer{Listener: m.subs[streamRaft], advertise: advertise, conf: n.mat.clientTLS(&n.nodeCert)},
 		MaxPool: 4,
 		// The I/O deadline of one RPC (snapshots scale it by size). Short,
 		// so that a leader notices a partitioned member within seconds and
@@ -364,8 +378,8 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 		}
 	}
 	n.raft, n.trans, n.logStore, n.mux = r, nt, logs, m
-	n.client = rpcClient(n.mat.clientTLS())
-	n.bclient = newStreamClient(n.mat.clientTLS(), streamRPC)
+	n.client = rpcClient(n.mat.clientTLS(&n.nodeCert))
+	n.bclient = newStreamClient(n.mat.clientTLS(&n.nodeCert), streamRPC)
 	n.bclient.Timeout = 0
 	// Blob streams are written 64 KiB at a time (four TLS records), not in
 	// the transport's default 4 KiB: a quarter of the records' overhead.
@@ -396,6 +410,11 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 	go n.watchHeals(obs)
 	n.wg.Add(1)
 	go n.syncBlobs()
+	if err := n.loadAPICert(n.mat); err != nil {
+		n.logger.Warn("no API certificate", "err", err)
+	}
+	n.wg.Add(1)
+	go n.renewCerts()
 	n.logger.Info("consensus started", "node", n.cfg.NodeID, "cluster", n.state.HaID, "addr", n.cfg.ConsensusAddr)
 	return nil
 }

@@ -183,13 +183,19 @@ func (n *Node) fetchStatuses(ctx context.Context, servers []raft.Server) []fetch
 }
 
 func (n *Node) getInternal(ctx context.Context, addr, path string, out any) error {
+	return n.callInternal(ctx, http.MethodGet, addr, path, out)
+}
+
+// callInternal sends a bodiless request to a member's /internal/ path and
+// decodes its JSON answer, within a second.
+func (n *Node) callInternal(ctx context.Context, method, addr, path string, out any) error {
 	c, err := n.RPCClient()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, nil)
 	if err != nil {
 		return err
 	}
@@ -405,6 +411,14 @@ func (n *Node) internalHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, hashAnswer{Index: idx, Hash: h})
+	})
+	mux.HandleFunc("POST /internal/rotate-certs", func(w http.ResponseWriter, _ *http.Request) {
+		got, err := n.RotateCerts()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error(), Code: "unavailable"})
+			return
+		}
+		writeJSON(w, http.StatusOK, got)
 	})
 	mux.HandleFunc("GET /internal/secrets", func(w http.ResponseWriter, req *http.Request) {
 		// membersOnly let the caller through: it is in the Raft

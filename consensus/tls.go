@@ -26,11 +26,11 @@ import (
 // so that a node can change address without new certificates.
 const memberServerName = "raftvip-member"
 
-// Certificate lifetimes.
-const (
-	caLifetime   = 10 * 365 * 24 * time.Hour
-	nodeLifetime = 365 * 24 * time.Hour
-)
+// Certificate lifetimes (nodeLifetime a variable for tests; see also
+// apiLifetime).
+const caLifetime = 10 * 365 * 24 * time.Hour
+
+var nodeLifetime = 365 * 24 * time.Hour
 
 // Material is a node's TLS identity: the cluster CA (with its key, which
 // every member holds so that any leader can admit new members) and the node's
@@ -74,27 +74,34 @@ func marshalKey(k ed25519.PrivateKey) []byte {
 	return pemBlock("PRIVATE KEY", der)
 }
 
-// newCA makes a fresh self-signed ed25519 cluster CA.
-func newCA(clusterID string) (certPEM, keyPEM []byte, err error) {
+// newKeyAndCert makes a new ed25519 key and a certificate for it from tmpl
+// (given a new serial, valid from an hour ago for clock skew, for
+// lifetime), signed by parent's key, or self-signed if parent is nil.
+func newKeyAndCert(tmpl *x509.Certificate, lifetime time.Duration, parent *x509.Certificate, parentKey ed25519.PrivateKey) (certPEM, keyPEM []byte, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: "raftvip cluster CA", OrganizationalUnit: []string{clusterID}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = newSerial(), now.Add(-time.Hour), now.Add(lifetime)
+	if parent == nil {
+		parent, parentKey = tmpl, priv
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		return nil, nil, err
 	}
 	return pemBlock("CERTIFICATE", der), marshalKey(priv), nil
+}
+
+// newCA makes a fresh self-signed ed25519 cluster CA.
+func newCA(clusterID string) (certPEM, keyPEM []byte, err error) {
+	return newKeyAndCert(&x509.Certificate{
+		Subject:               pkix.Name{CommonName: "raftvip cluster CA", OrganizationalUnit: []string{clusterID}},
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}, caLifetime, nil, nil)
 }
 
 // issue signs a member certificate for nodeID's public key.
@@ -202,22 +209,25 @@ func (m *Material) save(dir string) error {
 
 // serverTLS accepts members (verified client certificate) and, for the join
 // stream only, clients without a certificate.
-func (m *Material) serverTLS() *tls.Config {
+// The certificate is read from cert at each handshake, so that a renewed
+// one is used without a restart.
+func (m *Material) serverTLS(cert *certSlot) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{m.nodeTLS},
-		ClientCAs:    m.pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert.get() },
+		ClientCAs:      m.pool,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
 	}
 }
 
 // clientTLS presents this node's certificate and trusts only the cluster CA.
-func (m *Material) clientTLS() *tls.Config {
+// (The certificate is read from cert at each handshake.)
+func (m *Material) clientTLS(cert *certSlot) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{m.nodeTLS},
-		RootCAs:      m.pool,
-		ServerName:   memberServerName,
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert.get() },
+		RootCAs:              m.pool,
+		ServerName:           memberServerName,
 	}
 }
 

@@ -16,6 +16,9 @@ import (
 type Server struct {
 	Name string // member ID
 	Addr string // host:port of its API
+	// TLS says the member's API is HTTPS (the default): HAProxy then
+	// connects with TLS and verifies the certificate against CAFile.
+	TLS bool
 }
 
 // Config describes the generated configuration.
@@ -33,6 +36,13 @@ type Config struct {
 	// consecutive answers that mark a server up or down (default 1 and 2).
 	Inter      time.Duration
 	Rise, Fall int
+	// CAFile is the PEM file HAProxy verifies the members' API
+	// certificates with (the cluster CA, tls/ca.crt, copied where HAProxy
+	// can read it); required when a server has TLS. VerifyHost is the
+	// name the certificates must carry (default consensus.APIServerName's
+	// "raftvip-api", which every cluster-issued API certificate has).
+	CAFile     string
+	VerifyHost string
 }
 
 // Defaults used for zero fields.
@@ -61,6 +71,17 @@ func (c *Config) Validate() error {
 	if len(c.Servers) == 0 {
 		return errors.New("no servers: the cluster has no members")
 	}
+	if c.VerifyHost == "" {
+		c.VerifyHost = "raftvip-api"
+	}
+	for _, s := range c.Servers {
+		if s.TLS && c.CAFile == "" {
+			return fmt.Errorf("server %s serves HTTPS: a CA file to verify it with is required (the cluster's tls/ca.crt)", s.Name)
+		}
+	}
+	if strings.ContainsAny(c.CAFile, " \t\n\"'#") || !nameRE.MatchString(c.VerifyHost) {
+		return fmt.Errorf("CA file %q and verify host %q must have no spaces, quotes or '#'", c.CAFile, c.VerifyHost)
+	}
 	for _, s := range c.Servers {
 		if !nameRE.MatchString(s.Name) {
 			return fmt.Errorf("server name %q is not usable in HAProxy", s.Name)
@@ -86,7 +107,7 @@ var tmpl = template.Must(template.New("haproxy").Funcs(template.FuncMap{"ms": ms
 # Traffic goes to the one member whose /healthz/active answers 200: the active
 # node. A member that stops answering 200 is marked down after {{.Fall}} checks
 # {{ms .Inter}} apart and its sessions are shut; the new active node is marked up
-# after {{.Rise}}.
+# after {{.Rise}}.{{if .CAFile}} HTTPS members are verified against {{.CAFile}}.{{end}}
 global
     maxconn 4096
 
@@ -109,7 +130,7 @@ backend raftvip_active
     http-check expect status 200
     default-server inter {{ms .Inter}} fastinter {{ms .Inter}} downinter {{ms .Inter}} rise {{.Rise}} fall {{.Fall}} on-marked-down shutdown-sessions
 {{- range .Servers}}
-    server {{.Name}} {{.Addr}} check{{if $.CheckPort}} port {{$.CheckPort}}{{end}}{{if $.AgentPort}} agent-check agent-port {{$.AgentPort}} agent-inter {{ms $.Inter}}{{end}}
+    server {{.Name}} {{.Addr}}{{if .TLS}} ssl verify required ca-file {{$.CAFile}} verifyhost {{$.VerifyHost}} sni str({{$.VerifyHost}}){{end}} check{{if $.CheckPort}} port {{$.CheckPort}}{{if .TLS}} no-check-ssl{{end}}{{end}}{{if $.AgentPort}} agent-check agent-port {{$.AgentPort}} agent-inter {{ms $.Inter}}{{end}}
 {{- end}}
 `))
 

@@ -21,7 +21,14 @@ func cluster() Config {
 func TestGolden(t *testing.T) {
 	withAgent := cluster()
 	withAgent.CheckPort, withAgent.AgentPort, withAgent.Inter, withAgent.Fall = 8094, 8095, 200*time.Millisecond, 3
-	for name, cfg := range map[string]Config{"basic": cluster(), "agent": withAgent} {
+	withTLS := cluster()
+	for i := range withTLS.Servers {
+		withTLS.Servers[i].TLS = true
+	}
+	withTLS.CAFile = "testdata/ca.pem"
+	tlsHealth := withTLS
+	tlsHealth.CheckPort = 8094
+	for name, cfg := range map[string]Config{"basic": cluster(), "agent": withAgent, "tls": withTLS, "tls-health-port": tlsHealth} {
 		var b bytes.Buffer
 		if err := Write(&b, cfg); err != nil {
 			t.Fatal(err)
@@ -71,6 +78,9 @@ func TestBadConfigRefused(t *testing.T) {
 		"bad server name": func(c *Config) { c.Servers[0].Name = "a b" },
 		"tiny interval":   func(c *Config) { c.Inter = time.Millisecond },
 		"bad agent port":  func(c *Config) { c.AgentPort = 70000 },
+		"TLS without CA":  func(c *Config) { c.Servers[0].TLS = true },
+		"CA file space":   func(c *Config) { c.Servers[0].TLS, c.CAFile = true, "a b.pem" },
+		"bad verify host": func(c *Config) { c.Servers[0].TLS, c.CAFile, c.VerifyHost = true, "ca.pem", "a b" },
 	} {
 		c := cluster()
 		mutate(&c)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -40,6 +42,9 @@ type agentOptions struct {
 	consensusAddr  string
 	apiAddr        string
 	apiURL         string
+	apiPlain       bool
+	apiCert        string
+	apiKey         string
 	virtInterface  string
 	virtAddr       string
 	observer       bool
@@ -118,7 +123,10 @@ environment, which wins over the file.`,
 	f.StringVar(&o.nodeID, "node-id", "", "this node's ID (default: a new UUID; never changes once joined)")
 	f.StringVar(&o.consensusAddr, "consensus-addr", "", "host:port for Raft and member traffic; an address of this host, not the VIP")
 	f.StringVar(&o.apiAddr, "api-addr", "127.0.0.1:8092", "host:port the client API listens on")
-	f.StringVar(&o.apiURL, "api-url", "", "URL other nodes and clients use for this node's API (default: http://<api-addr>)")
+	f.StringVar(&o.apiURL, "api-url", "", "URL other nodes and clients use for this node's API (default: https://<api-addr>)")
+	f.BoolVar(&o.apiPlain, "api-plain", false, "serve the API in plain HTTP instead of TLS: tokens and data cross the network in clear text")
+	f.StringVar(&o.apiCert, "api-cert", "", "PEM certificate (chain) the API presents once the node is in a cluster, instead of one from the cluster CA; read again when it changes")
+	f.StringVar(&o.apiKey, "api-key", "", "PEM private key of --api-cert")
 	f.StringVar(&o.virtInterface, "virt-interface", "", "network interface that carries the VIP on this node")
 	f.StringVar(&o.virtAddr, "virt-addr", "", "the cluster's virtual IP, recorded when the cluster is created with --bootstrap")
 	f.BoolVar(&o.observer, "observer", false, "vote and replicate but never become active")
@@ -277,7 +285,14 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			return consensus.Config{}, fmt.Errorf("--api-addr %q listens on every address: give --api-url, the URL other nodes use to reach this one", o.apiAddr)
 		}
-		apiURL = "http://" + o.apiAddr
+		scheme := "https://"
+		if o.apiPlain {
+			scheme = "http://"
+		}
+		apiURL = scheme + o.apiAddr
+	}
+	if err := o.checkAPITLSFlags(); err != nil {
+		return consensus.Config{}, err
 	}
 	if o.vipMode != "arp" && o.vipMode != "bgp" {
 		return consensus.Config{}, fmt.Errorf("--vip-mode %q must be arp or bgp", o.vipMode)
@@ -288,7 +303,8 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 		}
 	}
 	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
-		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger, AwaitReadiness: len(o.vips) > 0}, nil
+		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger, AwaitReadiness: len(o.vips) > 0,
+		APIHosts: o.apiHosts(apiURL)}, nil
 }
 
 func runAgent(ctx context.Context, o *agentOptions) error {
@@ -300,6 +316,12 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
+	var user *userCert
+	if o.apiCert != "" {
+		if user, err = newUserCert(o.apiCert, o.apiKey); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", o.apiAddr)
 	if err != nil {
 		return fmt.Errorf("--api-addr: %w", err)
@@ -308,6 +330,14 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if o.apiPlain {
+		logger.Warn("the API serves plain HTTP (--api-plain): bearer tokens, join tokens and data cross the network in clear text")
+	} else {
+		ln = tls.NewListener(ln, apiTLSConfig(node, user))
+	}
+	if u, err := url.Parse(node.HAState().ApiUrl); err == nil && node.HAState().Valid && (u.Scheme == "https") == o.apiPlain {
+		logger.Warn("ha-state.json's ApiUrl and --api-plain disagree: other nodes and clients use "+u.String(), "api_plain", o.apiPlain)
 	}
 	logger = logger.With("node", node.ID())
 	apiSrv := api.New(node, logger, o.maxBody)
@@ -342,7 +372,7 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 3)
 	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("API listening", "addr", ln.Addr().String(), "url", cfg.APIURL)
+	logger.Info("API listening", "addr", ln.Addr().String(), "url", cfg.APIURL, "tls", !o.apiPlain)
 	servers := []*http.Server{srv}
 	var agentLn net.Listener
 	if o.healthAddr != "" {

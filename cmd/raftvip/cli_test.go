@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,6 +235,22 @@ func (a *agent) term(t *testing.T) {
 	}
 }
 
+// httpsClient is an HTTP client that trusts the cluster CA in a member's
+// data dir (as the CLI does).
+func httpsClient(t testing.TB, dir string, timeout time.Duration) *http.Client {
+	t.Helper()
+	trust, err := (&clientOptions{dataDir: dir}).trust("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trust.Roots == nil {
+		t.Fatalf("%s holds no cluster CA (tls/ca.crt)", dir)
+	}
+	tr := trust.Transport(nil)
+	tr.MaxIdleConnsPerHost = 64
+	return &http.Client{Timeout: timeout, Transport: tr}
+}
+
 // eventually runs the command until it exits 0 and its output contains want.
 func eventually(t *testing.T, within time.Duration, want string, args ...string) string {
 	t.Helper()
@@ -267,16 +284,25 @@ func TestCLICluster(t *testing.T) {
 			}
 		}
 	})
-	ep := func(a *agent) []string { return []string{"-E", "http://" + a.api, "--data-dir", agents[0].dir} }
+	ep := func(a *agent) []string { return []string{"-E", "https://" + a.api, "--data-dir", agents[0].dir} }
 	with := func(a *agent, args ...string) []string { return append(args, ep(a)...) }
 
 	eventually(t, 10*time.Second, "n1", with(agents[0], "ha", "id")...)
+	// An unjoined node presents its bootstrap certificate, which only its
+	// own secret names: with another node's data dir, or none, the CLI
+	// refuses to talk to it.
+	eventually(t, 10*time.Second, "n2", "ha", "id", "-E", "https://"+agents[1].api, "--data-dir", agents[1].dir)
+	for _, dir := range []string{agents[0].dir, "/nonexistent"} {
+		if _, errOut, code := run(t, "ha", "id", "-E", "https://"+agents[1].api, "--data-dir", dir); code == 0 || !strings.Contains(errOut, "certificate") {
+			t.Fatalf("ha id of an unjoined node with data dir %s: exit %d, %q; want its certificate refused", dir, code, errOut)
+		}
+	}
 	if out, errOut, code := run(t, with(agents[0], "ha", "init")...); code != 0 || !strings.Contains(out, "created") {
 		t.Fatalf("ha init: %d %s %s", code, out, errOut)
 	}
 	for _, a := range agents[1:] {
-		eventually(t, 10*time.Second, a.id, with(a, "ha", "id")...)
-		if out, errOut, code := run(t, with(agents[0], "ha", "enroll", "http://"+a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile))...); code != 0 || !strings.Contains(out, "enrolled "+a.id) {
+		eventually(t, 10*time.Second, a.id, "ha", "id", "-E", "https://"+a.api, "--data-dir", a.dir)
+		if out, errOut, code := run(t, with(agents[0], "ha", "enroll", "https://"+a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile))...); code != 0 || !strings.Contains(out, "enrolled "+a.id) {
 			t.Fatalf("ha enroll %s: %d %s %s", a.id, code, out, errOut)
 		}
 	}
@@ -293,13 +319,21 @@ func TestCLICluster(t *testing.T) {
 		t.Fatalf("the nodes hold %d different API tokens", len(tokens))
 	}
 
+	// ha rotate-certs: every member's two certificates, renewed; the
+	// cluster still answers over the new ones.
+	if out, errOut, code := run(t, with(agents[1], "ha", "rotate-certs")...); code != 0 || strings.Count(out, "valid until") != 6 || strings.Contains(out, "NOT ROTATED") {
+		t.Fatalf("ha rotate-certs: %d %s %s", code, out, errOut)
+	}
+	eventually(t, 10*time.Second, "n3", with(agents[2], "ha", "id")...)
+
 	// A named read token: created by the admin (the cluster token), it reads
 	// but cannot write; listed; revoked, it reads nothing.
 	out, errOut, code := run(t, with(agents[0], "tokens", "create", "ro", "--role", "read")...)
 	if code != 0 || !strings.HasPrefix(out, "rvt_") {
 		t.Fatalf("tokens create: %d %s %s", code, out, errOut)
 	}
-	ro := []string{"-E", "http://" + agents[1].api, "--data-dir", "/nonexistent", "--api-token-file", secretFile(t, strings.TrimSpace(out))}
+	// No data dir: the cluster CA from --ca, the token from a file.
+	ro := []string{"-E", "https://" + agents[1].api, "--data-dir", "/nonexistent", "--ca", filepath.Join(agents[0].dir, "tls", "ca.crt"), "--api-token-file", secretFile(t, strings.TrimSpace(out))}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		// agents[1] knows the token once it has applied its creation.
 		_, errOut, code := run(t, append([]string{"objects", "list", "machine"}, ro...)...)
@@ -485,7 +519,7 @@ func TestNotifyHooks(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The script exited 3 on 'active': reported, and the node is active all the same.
-	eventually(t, 10*time.Second, "active", "ha", "status", "-E", "http://"+a.api, "--data-dir", a.dir)
+	eventually(t, 10*time.Second, "active", "ha", "status", "-E", "https://"+a.api, "--data-dir", a.dir)
 	a.term(t)
 	b, _ := os.ReadFile(record)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -503,7 +537,7 @@ func TestCLIFilesAndJobs(t *testing.T) {
 	a := &agent{id: "f1", dir: t.TempDir(), api: freePort(t), cons: freePort(t)}
 	startAgent(t, a, "--bootstrap")
 	t.Cleanup(a.kill)
-	ep := []string{"-E", "http://" + a.api, "--data-dir", a.dir}
+	ep := []string{"-E", "https://" + a.api, "--data-dir", a.dir}
 	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep...)...)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "boot.iso")

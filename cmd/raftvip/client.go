@@ -27,10 +27,11 @@ type clientOptions struct {
 	tokenFlag string // refused: see register
 	tokenFile string
 	dataDir   string
+	caFile    string
 	timeout   time.Duration
 }
 
-const defaultEndpoint = "http://127.0.0.1:8092"
+const defaultEndpoint = "https://127.0.0.1:8092"
 
 func (o *clientOptions) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
@@ -39,7 +40,34 @@ func (o *clientOptions) register(cmd *cobra.Command) {
 	_ = f.MarkHidden("api-token")
 	f.StringVar(&o.tokenFile, "api-token-file", os.Getenv("RAFTVIP_API_TOKEN_FILE"), "file holding the cluster's API bearer token (env RAFTVIP_API_TOKEN_FILE; or the token itself in RAFTVIP_API_TOKEN; default: Token from --data-dir's ha-state.json)")
 	f.StringVar(&o.dataDir, "data-dir", envOr("RAFTVIP_DATA_DIR", defaultDataDir), "data directory whose ha-state.json holds the API token, when no other is given")
+	f.StringVar(&o.caFile, "ca", os.Getenv("RAFTVIP_CA"), "PEM file of the CA that signed the API's certificate (env RAFTVIP_CA; default: the cluster CA in --data-dir's tls/ca.crt, else the system's roots)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for an answer")
+}
+
+// trust is how the client verifies the API's certificate: --ca, else the
+// cluster CA in the data dir, else the system's roots; and an unconfigured
+// node's bootstrap certificate when its secret (which names it) is known.
+func (o *clientOptions) trust(secret string) (consensus.APITrust, error) {
+	t := consensus.APITrust{Pin: consensus.BootstrapPin(secret)}
+	switch {
+	case o.caFile != "":
+		pool, cluster, err := consensus.ReadCA(o.caFile)
+		if err != nil {
+			return t, fmt.Errorf("--ca: %w", err)
+		}
+		t.Roots, t.ClusterCA = pool, cluster
+	case o.dataDir != "":
+		pool, cluster, err := consensus.ReadCA(filepath.Join(o.dataDir, "tls", "ca.crt"))
+		if err == nil {
+			t.Roots, t.ClusterCA = pool, cluster
+		}
+	}
+	if t.Pin == "" && o.dataDir != "" {
+		if s, err := readSecretFile(filepath.Join(o.dataDir, consensus.BootstrapSecretFile)); err == nil {
+			t.Pin = consensus.BootstrapPin(s)
+		}
+	}
+	return t, nil
 }
 
 // readSecretFile reads a token from a file: one line, surrounding space
@@ -120,8 +148,14 @@ func (o *clientOptions) client() (*client, error) {
 			tok = s
 		}
 	}
+	t, err := o.trust(tok)
+	if err != nil {
+		return nil, err
+	}
+	tr := t.Transport(nil)
 	return &client{base: u, token: tok, http: &http.Client{
 		Timeout:       o.timeout,
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}, nil
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/mdlayher/ndp"
 	"github.com/spf13/cobra"
 	"golang.org/x/net/ipv6"
+
+	"github.com/raftvip/raftvip/consensus"
 )
 
 // newDebugCmd holds tools for tests and benchmarks: a client-side probe of
@@ -33,6 +35,7 @@ func newDebugCmd() *cobra.Command {
 	var headers []string
 	var interval, duration time.Duration
 	var keepAlive bool
+	var trustOpts clientOptions
 	probe := &cobra.Command{
 		Use:   "probe",
 		Short: "Send a request to URL every --interval and print which node answered",
@@ -51,10 +54,16 @@ func newDebugCmd() *cobra.Command {
 				}
 				hdr.Set(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			return runProbe(ctx, cmd.OutOrStdout(), probeRequest{url: url, method: method, body: body, header: hdr, keepAlive: keepAlive}, interval, duration)
+			trust, err := trustOpts.trust("")
+			if err != nil {
+				return err
+			}
+			return runProbe(ctx, cmd.OutOrStdout(), probeRequest{url: url, method: method, body: body, header: hdr, keepAlive: keepAlive, trust: trust}, interval, duration)
 		},
 	}
-	probe.Flags().StringVar(&url, "url", "", "URL to request, such as http://198.18.0.100:8092/api/v1/ha/node")
+	probe.Flags().StringVar(&url, "url", "", "URL to request, such as https://198.18.0.100:8092/api/v1/ha/node")
+	probe.Flags().StringVar(&trustOpts.caFile, "ca", "", "PEM file of the CA that signed the API's certificate (default: the cluster CA in --data-dir)")
+	probe.Flags().StringVar(&trustOpts.dataDir, "data-dir", "", "a member's data dir, whose tls/ca.crt verifies https:// answers")
 	probe.Flags().DurationVar(&interval, "interval", 10*time.Millisecond, "time between requests")
 	probe.Flags().StringVar(&method, "method", "GET", "HTTP method")
 	probe.Flags().StringVar(&body, "body", "", "request body")
@@ -103,13 +112,15 @@ type probeRequest struct {
 	url, method, body string
 	header            http.Header
 	keepAlive         bool
+	trust             consensus.APITrust
 }
 
 func runProbe(ctx context.Context, out io.Writer, pr probeRequest, interval, duration time.Duration) error {
 	enc := json.NewEncoder(out)
 	// A fresh connection per request (a kept-alive connection would stay
 	// with the old node after the VIP moved), unless asked for one.
-	tr := &http.Transport{DisableKeepAlives: !pr.keepAlive, MaxConnsPerHost: 1, DialContext: (&net.Dialer{Timeout: interval * 5}).DialContext}
+	tr := pr.trust.Transport((&net.Dialer{Timeout: interval * 5}).DialContext)
+	tr.DisableKeepAlives, tr.MaxConnsPerHost = !pr.keepAlive, 1
 	c := &http.Client{Transport: tr, Timeout: interval * 5}
 	if c.Timeout < 50*time.Millisecond {
 		c.Timeout = 50 * time.Millisecond

@@ -75,7 +75,7 @@ type demoNode struct {
 	done                       chan struct{}
 }
 
-func (d *demoNode) url() string { return "http://" + d.apiAddr }
+func (d *demoNode) url() string { return "https://" + d.apiAddr }
 
 func freeLoopbackPort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,7 +143,7 @@ func (d *demoNode) kill() {
 }
 
 func (d *demoNode) client(token string) *client {
-	c, _ := (&clientOptions{endpoint: d.url(), token: token, timeout: 5 * time.Second}).client()
+	c, _ := (&clientOptions{endpoint: d.url(), token: token, dataDir: d.dir, timeout: 5 * time.Second}).client()
 	return c
 }
 

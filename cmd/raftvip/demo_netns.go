@@ -81,7 +81,7 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		h := net.AddHost(fmt.Sprintf("node%d", i+1), i+1)
 		nodes[i], dirs[i] = h, filepath.Join(dir, h.Name)
 		args := []string{exe, "agent", "--data-dir", dirs[i], "--node-id", h.Name, "--consensus-addr", h.Addr4 + ":8093",
-			"--api-addr", "0.0.0.0:8092", "--api-url", "http://" + h.Addr4 + ":8092", "--virt-interface", "eth0",
+			"--api-addr", "0.0.0.0:8092", "--api-url", "https://" + h.Addr4 + ":8092", "--virt-interface", "eth0",
 			"--vip", demoVIP + "/24", "--timing", o.timing}
 		if i == 0 {
 			args = append(args, "--bootstrap")
@@ -97,8 +97,8 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 	for i := 1; i < 3; i++ {
 		var last string
 		if err := poll(ctx, 30*time.Second, "enrolling "+nodes[i].Name, func() bool {
-			out, err := client.Run(exe, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", dirs[0],
-				"--secret-file", filepath.Join(dirs[i], consensus.BootstrapSecretFile), "http://"+nodes[i].Addr4+":8092")
+			out, err := client.Run(exe, "ha", "enroll", "-E", "https://198.18.0.1:8092", "--data-dir", dirs[0],
+				"--secret-file", filepath.Join(dirs[i], consensus.BootstrapSecretFile), "https://"+nodes[i].Addr4+":8092")
 			last = out
 			return err == nil
 		}); err != nil {
@@ -106,9 +106,9 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		}
 		say("   %s joined", nodes[i].Name)
 	}
-	url := "http://" + demoVIP + ":8092/api/v1/ha/node"
+	url := "https://" + demoVIP + ":8092/api/v1/ha/node"
 	whoAnswers := func() string {
-		out, err := client.Run(exe, "debug", "probe", "--url", url, "--duration", "1ms")
+		out, err := client.Run(exe, "debug", "probe", "--url", url, "--data-dir", dirs[0], "--duration", "1ms")
 		var r ProbeResult
 		if err != nil || json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &r) != nil || r.Status != 200 {
 			return ""
@@ -137,7 +137,7 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		}
 		say("   %s  %s", h.Name, held)
 	}
-	probe := client.Start("probe", exe, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "60s")
+	probe := client.Start("probe", exe, "debug", "probe", "--url", url, "--data-dir", dirs[0], "--interval", "10ms", "--duration", "60s")
 	if err := poll(ctx, 10*time.Second, "the probe starts", func() bool { return len(probe.Lines()) >= 20 }); err != nil {
 		return err
 	}

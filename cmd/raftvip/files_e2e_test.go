@@ -100,13 +100,15 @@ func listening(a *agent, within time.Duration) bool {
 }
 
 func (a *agent) endpoint(tokenFrom *agent) []string {
-	return []string{"-E", "http://" + a.api, "--data-dir", tokenFrom.dir}
+	return []string{"-E", "https://" + a.api, "--data-dir", tokenFrom.dir}
 }
 
 func enroll(t *testing.T, via, a *agent) {
 	t.Helper()
-	eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, a.endpoint(via)...)...)
-	if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, via.endpoint(via)...)...); code != 0 {
+	// Not in the cluster yet: only its own data dir (its bootstrap
+	// secret, which names its certificate) verifies it.
+	eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, a.endpoint(a)...)...)
+	if out, errOut, code := run(t, append([]string{"ha", "enroll", "https://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, via.endpoint(via)...)...); code != 0 {
 		t.Fatalf("enroll %s: %s %s", a.id, out, errOut)
 	}
 }
@@ -273,7 +275,8 @@ func TestFileReplication(t *testing.T) {
 				uploadTerm = clusterTerm(t, ep)
 				ddElections += uploadTerm - before
 				stop, writes = make(chan struct{}), make(chan writeLatencies, 1)
-				go func() { writes <- writesDuring(agents[0], tokenOf(t, agents[0]), stop) }()
+				c := httpsClient(t, agents[0].dir, 10*time.Second)
+				go func() { writes <- writesDuring(c, agents[0], tokenOf(t, agents[0]), stop) }()
 			}
 			cpu0, t0 := clusterCPU(agents), time.Now()
 			putFile(t, agents[0], tokenOf(t, agents[0]), src, fmt.Sprintf("set/f%d.bin", i), sha)
@@ -457,7 +460,7 @@ func snapshotMedian(t *testing.T, a *agent) time.Duration {
 
 func snapshotVia(t *testing.T, a *agent) time.Duration {
 	t.Helper()
-	out, errOut, code := run(t, "debug", "probe", "--url", "http://"+a.api+"/api/v1/ha/snapshot", "--method", "POST",
+	out, errOut, code := run(t, "debug", "probe", "--url", "https://"+a.api+"/api/v1/ha/snapshot", "--data-dir", a.dir, "--method", "POST",
 		"--header", "Authorization: Bearer "+tokenOf(t, a), "--duration", "1ms", "--interval", "1s") // one request, 5 s to answer
 	if code != 0 || !strings.Contains(out, `"status":200`) {
 		t.Fatalf("snapshot: %s %s", out, errOut)
@@ -499,9 +502,8 @@ func (w writeLatencies) String() string {
 // writesDuring puts a small object on a's API every 50 ms until stop is
 // closed (at most 10 minutes) and returns each write's latency: what a
 // user's writes see while an upload runs.
-func writesDuring(a *agent, token string, stop <-chan struct{}) writeLatencies {
+func writesDuring(c *http.Client, a *agent, token string, stop <-chan struct{}) writeLatencies {
 	var w writeLatencies
-	c := &http.Client{Timeout: 10 * time.Second}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	end := time.Now().Add(10 * time.Minute)
@@ -511,7 +513,7 @@ func writesDuring(a *agent, token string, stop <-chan struct{}) writeLatencies {
 			return w
 		case <-tick.C:
 		}
-		req, _ := http.NewRequest("PUT", "http://"+a.api+"/api/v1/objects/probe/w", strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
+		req, _ := http.NewRequest("PUT", "https://"+a.api+"/api/v1/objects/probe/w", strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
 		req.Header.Set("Authorization", "Bearer "+token)
 		t0 := time.Now()
 		resp, err := c.Do(req)
@@ -538,11 +540,11 @@ func putFile(t *testing.T, a *agent, token, src, remote, sha string) {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	req, _ := http.NewRequest("PUT", "http://"+a.api+"/api/v1/files/isos/"+remote, f)
+	req, _ := http.NewRequest("PUT", "https://"+a.api+"/api/v1/files/isos/"+remote, f)
 	req.ContentLength = st.Size()
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("X-Checksum-Sha256", sha)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpsClient(t, a.dir, 0).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,10 +588,10 @@ func TestFileUploadKilled(t *testing.T) {
 			}
 		}
 	}()
-	req, _ := http.NewRequest("PUT", "http://"+agents[0].api+"/api/v1/files/isos/big.bin", pr)
+	req, _ := http.NewRequest("PUT", "https://"+agents[0].api+"/api/v1/files/isos/big.bin", pr)
 	req.ContentLength = 256 << 20
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpsClient(t, agents[0].dir, 0).Do(req)
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {

@@ -189,6 +189,36 @@ in RAFTVIP_ENROLL_SECRET.`,
 		}),
 	}
 
+	rotateCmd := &cobra.Command{
+		Use:   "rotate-certs",
+		Short: "Give every member new member and API certificates now",
+		Long: `Give every member a new key with a new member certificate (for the consensus
+port) and a new API certificate, all signed by the cluster CA. Open
+connections keep the certificates they were made with and new connections
+use the new ones, so nothing stops. Members also renew each certificate by
+themselves once a third of its lifetime is left.`,
+		Args: cobra.NoArgs,
+		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
+			var out []consensus.CertInfo
+			if _, err := c.do(ctx, "POST", "/api/v1/ha/rotate-certs", nil, &out); err != nil {
+				return err
+			}
+			failed := 0
+			for _, ci := range out {
+				if ci.Error != "" {
+					failed++
+					fmt.Fprintf(cmd.OutOrStdout(), "%-12s %-7s NOT ROTATED: %s\n", ci.Node, ci.Kind, ci.Error)
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%-12s %-7s serial %s, valid until %s\n", ci.Node, ci.Kind, ci.Serial, ci.NotAfter.Format(time.RFC3339))
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d member(s) not rotated; run it again once they are reachable", failed)
+			}
+			return nil
+		}),
+	}
+
 	nodeField := func(use, short string, pick func(consensus.NodeStatus) string) *cobra.Command {
 		return &cobra.Command{
 			Use:   use,
@@ -333,14 +363,14 @@ in RAFTVIP_ENROLL_SECRET.`,
 
 	enrollCmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the new node's bootstrap secret (its data dir's bootstrap-secret)")
 	ha.AddCommand(initCmd, tokenCmd, enrollCmd, introCmd, joinCmd, removeCmd, transferCmd, idCmd, stateCmd,
-		leaderCmd, activeCmd, peersCmd, dumpCmd, safeCmd, statusCmd)
+		leaderCmd, activeCmd, peersCmd, dumpCmd, safeCmd, statusCmd, rotateCmd)
 	return ha
 }
 
 func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q must be the new node's API URL, such as http://198.18.0.2:8092", s)
+		return fmt.Errorf("%q must be the new node's API URL, such as https://198.18.0.2:8092", s)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +45,17 @@ removing nodes.`,
 				if err != nil || u.Host == "" {
 					return fmt.Errorf("member %s has no usable API URL (%q)", m.ID, m.APIURL)
 				}
-				cfg.Servers = append(cfg.Servers, haproxy.Server{Name: m.ID, Addr: u.Host})
+				cfg.Servers = append(cfg.Servers, haproxy.Server{Name: m.ID, Addr: u.Host, TLS: u.Scheme == "https"})
+			}
+			if cfg.CAFile == "" {
+				cfg.CAFile = o.caFile
+			}
+			if cfg.CAFile == "" && o.dataDir != "" {
+				if p, err := filepath.Abs(filepath.Join(o.dataDir, "tls", "ca.crt")); err == nil {
+					if _, err := os.Stat(p); err == nil {
+						cfg.CAFile = p
+					}
+				}
 			}
 			var b bytes.Buffer
 			if err := haproxy.Write(&b, cfg); err != nil {
@@ -65,6 +76,8 @@ removing nodes.`,
 	f.IntVar(&cfg.Rise, "rise", haproxy.DefaultRise, "consecutive good checks that mark a server up")
 	f.IntVar(&cfg.Fall, "fall", haproxy.DefaultFall, "consecutive bad checks that mark a server down")
 	f.StringVarP(&output, "output", "o", "", "write to this file instead of standard output")
+	f.StringVar(&cfg.CAFile, "ca-file", "", "CA file HAProxy verifies the members' HTTPS with (default: --ca, else --data-dir's tls/ca.crt; copy it where HAProxy can read it)")
+	f.StringVar(&cfg.VerifyHost, "verify-host", "", "name the members' API certificates must carry (default raftvip-api, in every certificate the cluster issues; give yours with --api-cert)")
 	hp.AddCommand(config)
 	return hp
 }

@@ -33,10 +33,9 @@ func round(v []float64) []int {
 
 // hammer sends requests from workers goroutines for d and returns how many
 // succeeded with the wanted status and how many did not.
-func hammer(ctx context.Context, d time.Duration, workers int, do func(c *http.Client) (bool, error)) (ok, bad int64) {
+func hammer(ctx context.Context, c *http.Client, d time.Duration, workers int, do func(c *http.Client) (bool, error)) (ok, bad int64) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	var okN, badN atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -85,11 +84,11 @@ func TestHealthLoad(t *testing.T) {
 			a.kill()
 		}
 	})
-	ep := func(a *agent) []string { return []string{"-E", "http://" + a.api, "--data-dir", agents[0].dir} }
+	ep := func(a *agent) []string { return []string{"-E", "https://" + a.api, "--data-dir", agents[0].dir} }
 	eventually(t, 20*time.Second, "active", append([]string{"ha", "status"}, ep(agents[0])...)...)
 	for _, a := range agents[1:] {
-		eventually(t, 10*time.Second, a.id, append([]string{"ha", "id"}, ep(a)...)...)
-		if out, errOut, code := run(t, append([]string{"ha", "enroll", "http://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, ep(agents[0])...)...); code != 0 {
+		eventually(t, 10*time.Second, a.id, "ha", "id", "-E", "https://"+a.api, "--data-dir", a.dir)
+		if out, errOut, code := run(t, append([]string{"ha", "enroll", "https://" + a.api, "--secret-file", filepath.Join(a.dir, consensus.BootstrapSecretFile)}, ep(agents[0])...)...); code != 0 {
 			t.Fatalf("enroll: %s %s", out, errOut)
 		}
 	}
@@ -98,11 +97,12 @@ func TestHealthLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	active := "http://" + agents[0].api
+	active := "https://" + agents[0].api
+	hc := httpsClient(t, agents[0].dir, 5*time.Second)
 	ctx := context.Background()
 	d := *loadDuration
 
-	ok, bad := hammer(ctx, d, 32, func(c *http.Client) (bool, error) { return get(c, active+"/healthz/active", 200) })
+	ok, bad := hammer(ctx, hc, d, 32, func(c *http.Client) (bool, error) { return get(c, active+"/healthz/active", 200) })
 	rate := float64(ok) / d.Seconds()
 	t.Logf("/healthz/active: %.0f requests/s over %v (32 keep-alive clients, %d not 200)", rate, d, bad)
 	if bad > 0 || rate < 2000 {
@@ -121,7 +121,7 @@ func TestHealthLoad(t *testing.T) {
 		return resp.StatusCode == 200, nil
 	}
 	writes := func() float64 {
-		ok, bad := hammer(ctx, d, 16, put)
+		ok, bad := hammer(ctx, hc, d, 16, put)
 		if bad > 0 {
 			t.Fatalf("%d writes failed", bad)
 		}
@@ -138,14 +138,14 @@ func TestHealthLoad(t *testing.T) {
 	defer dummy.Close()
 	checker := func(stop chan struct{}, n *atomic.Int64, wg *sync.WaitGroup, control bool) {
 		for _, a := range agents {
-			url := "http://" + a.api + "/healthz/active"
+			url := "https://" + a.api + "/healthz/active"
 			if control {
 				url = dummy.URL
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c := &http.Client{Timeout: time.Second}
+				c := httpsClient(t, agents[0].dir, time.Second)
 				tick := time.NewTicker(3 * time.Millisecond)
 				defer tick.Stop()
 				for {

@@ -222,7 +222,7 @@ func checkStale(ops []op) []string {
 func (c *cluster) get(path string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+vip+":"+apiPort+path, nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+vip+":"+apiPort+path, nil)
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {

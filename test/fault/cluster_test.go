@@ -40,9 +40,10 @@ type cluster struct {
 	dirs   []string
 	logs   [][]string // output of agents that were killed or replaced
 	token  string
-	http   *http.Client // from the client's namespace
-	loop   string       // n3's loop device
-	member [4]bool      // whether n(i+1) is in the cluster (as far as the nemesis made it)
+	http   *http.Client       // from the client's namespace
+	trust  consensus.APITrust // the cluster CA
+	loop   string             // n3's loop device
+	member [4]bool            // whether n(i+1) is in the cluster (as far as the nemesis made it)
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -62,6 +63,15 @@ func newCluster(t *testing.T) *cluster {
 	for {
 		if st, err := consensus.ReadHAState(c.dirs[0]); err == nil && st.Valid && st.Token != "" {
 			c.token = st.Token
+			// The API is TLS: trust the cluster CA n1 made.
+			pool, cluster, err := consensus.ReadCA(filepath.Join(c.dirs[0], "tls", "ca.crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.trust = consensus.APITrust{Roots: pool, ClusterCA: cluster}
+			tr := c.trust.Transport(nsDialer(t, c.client.NS))
+			tr.DisableKeepAlives = true
+			c.http.Transport = tr
 			break
 		}
 		if time.Now().After(deadline) {
@@ -188,7 +198,7 @@ func (c *cluster) throttle(iops int) {
 func (c *cluster) start(i int, extra ...string) {
 	h := c.hosts[i]
 	args := append([]string{binary, "agent", "--data-dir", c.dirs[i], "--node-id", h.Name,
-		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:" + apiPort, "--api-url", "http://" + h.Addr4 + ":" + apiPort,
+		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:" + apiPort, "--api-url", "https://" + h.Addr4 + ":" + apiPort,
 		"--virt-interface", "eth0", "--vip", vip + "/24"}, extra...)
 	p := h.Start("agent", args...)
 	c.mu.Lock()
@@ -207,7 +217,7 @@ func (c *cluster) agent(i int) *netns.Proc {
 
 // cli runs the raftvip CLI in the client's namespace against the VIP.
 func (c *cluster) cli(args ...string) (string, error) {
-	return c.client.Run(append([]string{binary}, append(args, "-E", "http://"+vip+":"+apiPort, "--data-dir", c.dirs[0])...)...)
+	return c.client.Run(append([]string{binary}, append(args, "-E", "https://"+vip+":"+apiPort, "--data-dir", c.dirs[0])...)...)
 }
 
 // enroll adds node i (an unjoined agent) to the cluster, retrying through
@@ -215,7 +225,7 @@ func (c *cluster) cli(args ...string) (string, error) {
 func (c *cluster) enroll(i int) error {
 	var last string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err := c.cli("ha", "enroll", "http://"+c.hosts[i].Addr4+":"+apiPort, "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile))
+		out, err := c.cli("ha", "enroll", "https://"+c.hosts[i].Addr4+":"+apiPort, "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile))
 		if err == nil || strings.Contains(out, "already") {
 			c.member[i] = true
 			return nil
@@ -241,7 +251,7 @@ func (c *cluster) status(i int) (nodeStatus, error) {
 	var st nodeStatus
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/node", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/node", nil)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return st, err
@@ -268,7 +278,7 @@ func (c *cluster) active() int {
 func (c *cluster) members(i int) ([]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/members", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/members", nil)
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -217,7 +217,7 @@ func (n *nemesis) member4() {
 		defer n.wg.Done()
 		var ch memberChange
 		if enroll {
-			ch.out, ch.err = n.c.cli("ha", "enroll", "http://"+n.c.hosts[3].Addr4+":"+apiPort, "--secret-file", filepath.Join(n.c.dirs[3], consensus.BootstrapSecretFile))
+			ch.out, ch.err = n.c.cli("ha", "enroll", "https://"+n.c.hosts[3].Addr4+":"+apiPort, "--secret-file", filepath.Join(n.c.dirs[3], consensus.BootstrapSecretFile))
 		} else {
 			ch.out, ch.err = n.c.cli("ha", "remove", "n4")
 		}

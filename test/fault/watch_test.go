@@ -42,11 +42,11 @@ func (w *watchers) start(ctx context.Context) {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.poll(ctx, fmt.Sprintf("healthz-n%d", i+1), "http://"+host.Addr4+":"+apiPort+"/healthz/active")
+			w.poll(ctx, fmt.Sprintf("healthz-n%d", i+1), "https://"+host.Addr4+":"+apiPort+"/healthz/active")
 		}()
 	}
 	w.wg.Add(2)
-	go func() { defer w.wg.Done(); w.poll(ctx, "vip", "http://"+vip+":"+apiPort+"/api/v1/ha/node") }()
+	go func() { defer w.wg.Done(); w.poll(ctx, "vip", "https://"+vip+":"+apiPort+"/api/v1/ha/node") }()
 	go func() { defer w.wg.Done(); w.watchARP(ctx) }()
 }
 

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -124,7 +126,7 @@ func (w *client) do(method, path string, body io.Reader, hdr map[string]string, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, method, "http://"+w.target+path, body)
+	req, _ := http.NewRequestWithContext(ctx, method, "https://"+w.target+path, body)
 	req.Header.Set("Authorization", "Bearer "+w.c.token)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -367,10 +369,12 @@ func (w *client) upload(typ string) {
 func (w *client) cutUpload(path string, data []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := w.c.http.Transport.(*http.Transport).DialContext(ctx, "tcp", w.target)
+	raw, err := w.c.http.Transport.(*http.Transport).DialContext(ctx, "tcp", w.target)
 	if err != nil {
 		return
 	}
+	host, _, _ := net.SplitHostPort(w.target)
+	conn := tls.Client(raw, w.c.trust.ForHost(host))
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(timeout))
 	bw := bufio.NewWriter(conn)

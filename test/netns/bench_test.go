@@ -82,7 +82,7 @@ func (c *cluster) waitHealthy(within time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		out, err := c.client.Run(binary, "ha", "status", "-E", "http://"+vip4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		out, err := c.client.Run(binary, "ha", "status", "-E", "https://"+vip4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 		if err == nil && strings.Contains(out, "no warnings") {
 			return
 		}

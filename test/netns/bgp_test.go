@@ -111,7 +111,7 @@ func newBGPCluster(t *testing.T, extra ...string) *bgpCluster {
 	})
 	for i := 1; i < 3; i++ {
 		c.waitAPI(i, 10*time.Second)
-		if out, err := c.nodes[0].Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("http://198.18.0.%d:8092", i+1)); err != nil {
+		if out, err := c.nodes[0].Run(binary, "ha", "enroll", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("https://198.18.0.%d:8092", i+1)); err != nil {
 			t.Fatalf("enroll n%d: %v: %s", i+1, err, out)
 		}
 	}
@@ -121,7 +121,7 @@ func newBGPCluster(t *testing.T, extra ...string) *bgpCluster {
 func (c *bgpCluster) startBGP(i int, extra ...string) {
 	h := c.nodes[i]
 	args := append([]string{binary, "agent", "--data-dir", c.dirs[i], "--node-id", h.Name,
-		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://" + h.Addr4 + ":8092",
+		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "https://" + h.Addr4 + ":8092",
 		"--timing", c.timing}, c.extra...)
 	c.agents[i] = h.Start("agent", append(args, extra...)...)
 }
@@ -224,9 +224,9 @@ func (c *bgpCluster) nodeByAddr(addr string) int {
 func (c *bgpCluster) routedFailover(v6 bool, staleStays bool, fail func(int), after func(int)) time.Duration {
 	t := c.t
 	t.Helper()
-	vip, url := bgpVIP4, "http://"+bgpVIP4+":8092/api/v1/ha/node"
+	vip, url := bgpVIP4, "https://"+bgpVIP4+":8092/api/v1/ha/node"
 	if v6 {
-		vip, url = bgpVIP6, "http://["+bgpVIP6+"]:8092/api/v1/ha/node"
+		vip, url = bgpVIP6, "https://["+bgpVIP6+"]:8092/api/v1/ha/node"
 	}
 	var active int
 	waitFor(t, 30*time.Second, "both routers route the VIP to one node", func() bool {
@@ -376,7 +376,7 @@ func TestBGPGracefulStop(t *testing.T) {
 	// The routers can learn the VIP through one session before n1's
 	// session with the other is up: wait for that one too.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out := c.nodes[0].MustRun(binary, "ha", "status", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0])
+		out := c.nodes[0].MustRun(binary, "ha", "status", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0])
 		if strings.Contains(out, "BGP (AS 65001") && strings.Contains(out, "198.18.0.20 established") {
 			break
 		}
@@ -422,7 +422,7 @@ func TestBGPStandby(t *testing.T) {
 	waitFor(t, 30*time.Second, "gobgpd holds three paths, the best from the active node", func() bool {
 		best, all := c.gobgpPaths(bgpVIP4)
 		i := c.nodeByAddr(best)
-		return len(all) == 3 && i >= 0 && c.viaVIP("http://"+bgpVIP4+":8092/api/v1/ha/node") == c.nodes[i].Name
+		return len(all) == 3 && i >= 0 && c.viaVIP("https://"+bgpVIP4+":8092/api/v1/ha/node") == c.nodes[i].Name
 	})
 	c.routedFailover(false, true, c.dieHard, nil)
 }
@@ -457,7 +457,7 @@ func TestBGPBench(t *testing.T) {
 func (c *bgpCluster) waitSessions(i int, within time.Duration) {
 	c.t.Helper()
 	waitFor(c.t, within, c.nodes[i].Name+"'s BGP sessions are established", func() bool {
-		out, err := c.client.Run(binary, "ha", "status", "-E", "http://"+c.nodes[i].Addr4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		out, err := c.client.Run(binary, "ha", "status", "-E", "https://"+c.nodes[i].Addr4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 		if err != nil {
 			return false
 		}
@@ -476,7 +476,7 @@ func (c *bgpCluster) waitHealthyVia(within time.Duration) {
 	c.t.Helper()
 	waitFor(c.t, within, "the cluster is whole again", func() bool {
 		for i := range c.nodes {
-			out, err := c.client.Run(binary, "ha", "status", "-E", "http://"+c.nodes[i].Addr4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+			out, err := c.client.Run(binary, "ha", "status", "-E", "https://"+c.nodes[i].Addr4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 			if err == nil && strings.Contains(out, "no warnings") {
 				return true
 			}
@@ -558,7 +558,7 @@ func TestBGPImportsNothing(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the routers learn the VIP", func() bool { return c.nodeByAddr(c.gobgpBest(bgpVIP4)) >= 0 })
 	waitFor(t, 30*time.Second, "every node's gobgpd session has sent the routes", func() bool {
-		out, err := c.client.Run(binary, "ha", "dump", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		out, err := c.client.Run(binary, "ha", "dump", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 		if err != nil {
 			return false
 		}
@@ -639,7 +639,7 @@ func TestBGPNotReadyMoves(t *testing.T) {
 	var out string
 	waitFor(t, 20*time.Second, "ha status says why the active node moved", func() bool {
 		var err error
-		out, err = c.client.Run(binary, "ha", "status", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		out, err = c.client.Run(binary, "ha", "status", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 		return err == nil && strings.Contains(out, c.nodes[old].Name+" handed leadership to") && strings.Contains(out, "no BGP session established")
 	})
 	for _, l := range strings.Split(out, "\n") {
@@ -707,7 +707,7 @@ func TestBGPRouteMemory(t *testing.T) {
 		} `json:"peers"`
 	}
 	status := func() (ann, bool) {
-		out, err := n1.Run(binary, "ha", "dump", "-E", "http://198.18.0.1:8092", "--data-dir", data, "--timeout", "2s")
+		out, err := n1.Run(binary, "ha", "dump", "-E", "https://198.18.0.1:8092", "--data-dir", data, "--timeout", "2s")
 		var d struct {
 			Status struct {
 				Members []struct {

@@ -88,7 +88,7 @@ func newCluster(t *testing.T, timing string, extra ...string) *cluster {
 	}
 	for i := 1; i < 3; i++ {
 		c.waitAPI(i, 10*time.Second)
-		out, err := c.client.Run(binary, "ha", "enroll", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("http://198.18.0.%d:8092", i+1))
+		out, err := c.client.Run(binary, "ha", "enroll", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0], "--secret-file", filepath.Join(c.dirs[i], consensus.BootstrapSecretFile), fmt.Sprintf("https://198.18.0.%d:8092", i+1))
 		if err != nil {
 			t.Fatalf("enroll n%d: %v: %s", i+1, err, out)
 		}
@@ -99,7 +99,7 @@ func newCluster(t *testing.T, timing string, extra ...string) *cluster {
 func (c *cluster) start(i int, extra ...string) {
 	h := c.nodes[i]
 	args := append([]string{binary, "agent", "--data-dir", c.dirs[i], "--node-id", h.Name,
-		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://" + h.Addr4 + ":8092",
+		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "https://" + h.Addr4 + ":8092",
 		"--virt-interface", "eth0", "--vip", vip4 + "/24", "--vip", vip6 + "/64", "--timing", c.timing}, c.extra...)
 	args = append(args, extra...)
 	c.agents[i] = h.Start("agent", args...)
@@ -107,7 +107,7 @@ func (c *cluster) start(i int, extra ...string) {
 
 // status asks node i for its own status over its node address.
 func (c *cluster) status(i int) (map[string]any, error) {
-	out, err := c.client.Run(binary, "debug", "probe", "--url", fmt.Sprintf("http://%s:8092/api/v1/ha/node", c.nodes[i].Addr4), "--duration", "1ms")
+	out, err := c.client.Run(binary, "debug", "probe", "--url", fmt.Sprintf("https://%s:8092/api/v1/ha/node", c.nodes[i].Addr4), "--data-dir", c.dirs[i], "--duration", "1ms")
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
@@ -131,7 +131,7 @@ func (c *cluster) waitAPI(i int, within time.Duration) {
 
 // activeVia returns the node that answers on the VIP, probing from the client.
 func (c *cluster) viaVIP(url string) string {
-	out, err := c.client.Run(binary, "debug", "probe", "--url", url, "--duration", "1ms")
+	out, err := c.client.Run(binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--duration", "1ms")
 	if err != nil {
 		return ""
 	}
@@ -146,7 +146,7 @@ func (c *cluster) waitActive(i int, within time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		if c.viaVIP("http://"+vip4+":8092/api/v1/ha/node") == c.nodes[i].Name {
+		if c.viaVIP("https://"+vip4+":8092/api/v1/ha/node") == c.nodes[i].Name {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -190,9 +190,9 @@ func parse[T any](t *testing.T, lines []string) []T {
 func (c *cluster) failover(v6 bool, fail func(active int), after func(active int)) result {
 	t := c.t
 	t.Helper()
-	vip, url := vip4, "http://"+vip4+":8092/api/v1/ha/node"
+	vip, url := vip4, "https://"+vip4+":8092/api/v1/ha/node"
 	if v6 {
-		vip, url = vip6, "http://["+vip6+"]:8092/api/v1/ha/node"
+		vip, url = vip6, "https://["+vip6+"]:8092/api/v1/ha/node"
 	}
 	var active = -1
 	deadline := time.Now().Add(10 * time.Second)
@@ -211,7 +211,7 @@ func (c *cluster) failover(v6 bool, fail func(active int), after func(active int
 	for _, h := range c.nodes {
 		macs[h.MAC()] = h.Name
 	}
-	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "60s")
+	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "60s")
 	watch := c.client.Start("arpwatch", binary, "debug", "arpwatch", "--vip", vip, "--duration", "60s")
 	waitLines(t, probe, 20, 5*time.Second)
 	failed := time.Now()

@@ -46,7 +46,7 @@ func (c *cluster) lateAccept(freeze bool) (old int, late time.Duration) {
 	old = -1
 	deadline := time.Now().Add(20 * time.Second)
 	for old < 0 && time.Now().Before(deadline) {
-		name := c.viaVIP("http://" + vip4 + ":8092/api/v1/ha/node")
+		name := c.viaVIP("https://" + vip4 + ":8092/api/v1/ha/node")
 		for i, h := range c.nodes {
 			if h.Name == name {
 				old = i
@@ -145,7 +145,7 @@ func TestFenceUnavailableRefused(t *testing.T) {
 	h := n.AddHost("n1", 1)
 	args := append([]string{"setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin"},
 		binary, "agent", "--data-dir", t.TempDir(), "--node-id", h.Name, "--bootstrap",
-		"--consensus-addr", h.Addr4+":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://"+h.Addr4+":8092",
+		"--consensus-addr", h.Addr4+":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "https://"+h.Addr4+":8092",
 		"--virt-interface", "eth0", "--vip", vip4+"/24")
 	p := h.Start("agent", args...)
 	waitOutput(t, p, "--fence=false", 20*time.Second)

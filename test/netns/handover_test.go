@@ -17,9 +17,9 @@ const handoverRuns = 10
 func (c *cluster) handover(vip string, how func(active int)) (old, next, failed int) {
 	t := c.t
 	t.Helper()
-	url := "http://" + vip + ":" + servicePort + "/"
+	url := "https://" + vip + ":" + servicePort + "/"
 	old = c.answering(url)
-	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s")
+	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s")
 	waitLines(t, probe, 20, 5*time.Second)
 	start := time.Now().UnixNano()
 	how(old)
@@ -89,7 +89,7 @@ func (c *cluster) answering(url string) int {
 // active node's own API.
 func (c *cluster) transferVia(active int) {
 	h := c.nodes[active]
-	if out, err := h.Run(binary, "ha", "transfer", "-E", "http://"+h.Addr4+":8092", "--data-dir", c.dirs[active]); err != nil {
+	if out, err := h.Run(binary, "ha", "transfer", "-E", "https://"+h.Addr4+":8092", "--data-dir", c.dirs[active]); err != nil {
 		c.t.Fatalf("ha transfer on %s: %v: %s", h.Name, err, out)
 	}
 }
@@ -143,10 +143,10 @@ func runHandovers(t *testing.T, c *cluster, vip string, restart func(i int)) {
 func (c *cluster) keptConnection(vip string) time.Duration {
 	t := c.t
 	t.Helper()
-	url := "http://" + vip + ":" + servicePort + "/"
+	url := "https://" + vip + ":" + servicePort + "/"
 	old := c.answering(url)
-	kept := c.client.Start("kept", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s", "--keep-alive")
-	fresh := c.client.Start("fresh", binary, "debug", "probe", "--url", url, "--interval", "10ms", "--duration", "30s")
+	kept := c.client.Start("kept", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s", "--keep-alive")
+	fresh := c.client.Start("fresh", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s")
 	waitLines(t, kept, 20, 5*time.Second)
 	waitLines(t, fresh, 20, 5*time.Second)
 	start := time.Now().UnixNano()

@@ -41,7 +41,7 @@ func newLBCluster(t *testing.T, timing string) *lbCluster {
 	c.token = st.Token
 	c.lb = c.net.AddHost("lb", 20)
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	c.lb.MustRun(binary, "haproxy", "config", "-E", "http://198.18.0.1:8092", "--data-dir", c.dirs[0], "--bind", lbAddr, "-o", cfg)
+	c.lb.MustRun(binary, "haproxy", "config", "-E", "https://198.18.0.1:8092", "--data-dir", c.dirs[0], "--bind", lbAddr, "-o", cfg)
 	c.lb.MustRun(bin, "-c", "-f", cfg)
 	c.proxy = c.lb.Start("haproxy", bin, "-db", "-f", cfg)
 	return c
@@ -172,7 +172,7 @@ func TestHAProxyPartition(t *testing.T) {
 	w := c.writer()
 	a, since := c.steady(t, w)
 	old := c.nodes[a]
-	check := c.lb.Start("check", binary, "debug", "probe", "--url", "http://"+old.Addr4+":8092/healthz/active", "--interval", "5ms", "--duration", "60s")
+	check := c.lb.Start("check", binary, "debug", "probe", "--url", "https://"+old.Addr4+":8092/healthz/active", "--data-dir", c.dirs[0], "--interval", "5ms", "--duration", "60s")
 	waitLines(t, check, 20, 5*time.Second)
 	cut := time.Now()
 	Partition([]*Host{old}, c.others(a))

@@ -45,7 +45,7 @@ func (c *cluster) term() uint64 {
 	c.t.Helper()
 	var term uint64
 	waitFor(c.t, 20*time.Second, "ha status reports the term", func() bool {
-		out, err := c.client.Run(binary, "ha", "status", "-E", "http://"+vip4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
+		out, err := c.client.Run(binary, "ha", "status", "-E", "https://"+vip4+":8092", "--data-dir", c.dirs[0], "--timeout", "2s")
 		m := termRE.FindStringSubmatch(out)
 		if err != nil || m == nil {
 			return false
@@ -66,7 +66,7 @@ func soakProfile(t *testing.T, profile string) string {
 	term0 := c.term()
 	flaps0 := c.letGo()
 	dur := fmt.Sprint(*soak)
-	writer := c.client.Start("writer", binary, "debug", "probe", "--url", "http://"+vip4+":8092/api/v1/objects/soak/k",
+	writer := c.client.Start("writer", binary, "debug", "probe", "--url", "https://"+vip4+":8092/api/v1/objects/soak/k", "--data-dir", c.dirs[0],
 		"--method", "PUT", "--body", `{"v":1}`, "--header", "Authorization: Bearer "+st.Token, "--header", "Content-Type: application/json",
 		"--interval", "10ms", "--duration", dur)
 	started := time.Now()

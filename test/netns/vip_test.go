@@ -12,7 +12,7 @@ import (
 // single starts one bootstrapped node on h with the given extra flags.
 func single(t *testing.T, h *Host, extra ...string) *Proc {
 	args := append([]string{binary, "agent", "--data-dir", t.TempDir(), "--node-id", h.Name, "--bootstrap",
-		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "http://" + h.Addr4 + ":8092",
+		"--consensus-addr", h.Addr4 + ":8093", "--api-addr", "0.0.0.0:8092", "--api-url", "https://" + h.Addr4 + ":8092",
 		"--virt-interface", "eth0"}, extra...)
 	return h.Start("agent", args...)
 }
@@ -85,7 +85,8 @@ func TestVirtInterfaceScript(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := single(t, h, "--vip", vip4+"/24", "--virt-interface-script", script)
+	// Also the API in plain HTTP, as asked for (--api-plain).
+	p := single(t, h, "--vip", vip4+"/24", "--virt-interface-script", script, "--api-plain", "--api-url", "http://"+h.Addr4+":8092")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, _ := client.Run(binary, "debug", "probe", "--url", "http://"+vip4+":8092/api/v1/ha/node", "--duration", "1ms")
@@ -116,7 +117,7 @@ func TestVirtInterfaceScript(t *testing.T) {
 func TestHealReannounces(t *testing.T) {
 	c := newCluster(t, "default", "--arp-refresh", "-1s")
 	var active, follower int = -1, -1
-	name := c.viaVIP("http://" + vip4 + ":8092/api/v1/ha/node")
+	name := c.viaVIP("https://" + vip4 + ":8092/api/v1/ha/node")
 	for i, h := range c.nodes {
 		if h.Name == name {
 			active = i
