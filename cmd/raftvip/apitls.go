@@ -47,7 +47,7 @@ func (u *userCert) get() (*tls.Certificate, error) {
 			if u.cert != nil {
 				return u.cert, nil // keep serving the one we have
 			}
-			return nil, err
+			return nil, fmt.Errorf("--api-cert / --api-key: %w", err)
 		}
 		mod[i] = fi.ModTime()
 	}
