@@ -17,7 +17,7 @@ const handoverRuns = 10
 func (c *cluster) handover(vip string, how func(active int)) (old, next, failed int) {
 	t := c.t
 	t.Helper()
-	url := "https://" + vip + ":" + servicePort + "/"
+	url := "http://" + vip + ":" + servicePort + "/"
 	old = c.answering(url)
 	probe := c.client.Start("probe", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s")
 	waitLines(t, probe, 20, 5*time.Second)
@@ -143,7 +143,7 @@ func runHandovers(t *testing.T, c *cluster, vip string, restart func(i int)) {
 func (c *cluster) keptConnection(vip string) time.Duration {
 	t := c.t
 	t.Helper()
-	url := "https://" + vip + ":" + servicePort + "/"
+	url := "http://" + vip + ":" + servicePort + "/"
 	old := c.answering(url)
 	kept := c.client.Start("kept", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s", "--keep-alive")
 	fresh := c.client.Start("fresh", binary, "debug", "probe", "--url", url, "--data-dir", c.dirs[0], "--interval", "10ms", "--duration", "30s")
