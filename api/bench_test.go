@@ -31,6 +31,20 @@ func BenchmarkWrites(b *testing.B) {
 			lat := make([][]time.Duration, writers)
 			var failed atomic.Int64
 			var wg sync.WaitGroup
+			// A connection per writer before the clock starts, as clients
+			// that keep their connections have: the timed part measures
+			// requests, not TCP and TLS handshakes.
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if resp, err := client.Get(act.url + "/api/v1/ha/node"); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}()
+			}
+			wg.Wait()
 			b.ResetTimer()
 			start := time.Now()
 			for w := 0; w < writers; w++ {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -730,5 +731,43 @@ func TestNeedsRenewal(t *testing.T) {
 	}
 	if !needsRenewal(nil, now) {
 		t.Error("no certificate is not due")
+	}
+}
+
+// TestJoinThroughImpostorAPIRefused: a joining node checks that the API it
+// joins through presents a certificate of the cluster's CA. An impostor
+// that serves the real cluster's (public) join info under a certificate of
+// its own is refused before the node asks the cluster for anything.
+func TestJoinThroughImpostorAPIRefused(t *testing.T) {
+	a := newCluster(t, "a")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := a.JoinInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, info)
+	}))
+	defer impostor.Close()
+	tok, err := a.Token(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := New(Config{DataDir: t.TempDir(), NodeID: "b", ConsensusAddr: freeAddr(t), APIURL: "https://127.0.0.1:1", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	err = b.Join(ctx, impostor.URL, tok)
+	if !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), "did not sign") {
+		t.Fatalf("join through an impostor's API: %v, want ErrBadToken naming the certificate", err)
+	}
+	if b.HAState().Valid {
+		t.Fatal("the join went on past the impostor's certificate")
+	}
+	if ms, err := a.Members(); err != nil || len(ms) != 1 {
+		t.Fatalf("a's members after the refused join: %v %v", ms, err)
 	}
 }
