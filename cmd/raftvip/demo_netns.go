@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/raftvip/raftvip/consensus"
-	"github.com/raftvip/raftvip/test/netns"
+	"github.com/raftvip/raftvip/internal/netlab"
 )
 
 // netnsPossible says whether the namespace demo can run here, and if not,
@@ -71,9 +71,9 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		}
 		done(err)
 	}()
-	net := netns.Build(dt)
-	nodes := make([]*netns.Host, 3)
-	agents := make([]*netns.Proc, 3)
+	net := netlab.Build(dt)
+	nodes := make([]*netlab.Host, 3)
+	agents := make([]*netlab.Proc, 3)
 	dirs := make([]string, 3)
 	client := net.AddHost("client", 10)
 	say("== a bridge, three nodes (198.18.0.1-3) and a client (198.18.0.10) in network namespaces; VIP %s", demoVIP)

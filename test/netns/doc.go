@@ -1,5 +1,6 @@
-// Package netns builds test networks in Linux network namespaces and runs
-// the real raftvip binary in them, for end-to-end tests of failover.
+// Package netns holds the end-to-end tests of failover: the real raftvip
+// binary in networks of Linux network namespaces built by internal/netlab
+// (New checks for root and iproute2 first).
 //
 // A Net is a bridge in a namespace of its own; each Host is a namespace with
 // an eth0 (a veth whose other end is on the bridge) holding 198.18.0.X/24
