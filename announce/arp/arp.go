@@ -53,6 +53,38 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// ARPConn is what the announcer needs of an ARP connection
+// (*github.com/mdlayher/arp.Client has it; tests pass a fake).
+type ARPConn interface {
+	Read() (*marp.Packet, *ethernet.Frame, error)
+	Reply(req *marp.Packet, hwAddr net.HardwareAddr, ip netip.Addr) error
+	WriteTo(p *marp.Packet, addr net.HardwareAddr) error
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// NDPConn is what the announcer needs of an NDP connection
+// (*github.com/mdlayher/ndp.Conn has it, once listening on the VIPs'
+// solicited-node groups; tests pass a fake).
+type NDPConn interface {
+	ReadFrom() (ndp.Message, *ipv6.ControlMessage, netip.Addr, error)
+	WriteTo(m ndp.Message, cm *ipv6.ControlMessage, dst netip.Addr) error
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// Conns are the announcer's connections and the operation that puts the
+// VIPs on the host: New opens the real ones, NewWith takes them (tests).
+type Conns struct {
+	ARP ARPConn // nil when there is no IPv4 VIP
+	NDP NDPConn // nil when there is no IPv6 VIP
+	// Hold adds the VIPs to the host (add) or removes them.
+	Hold func(ctx context.Context, add bool) error
+	// Close, if set, runs after the connections are closed (New restores
+	// the interface's ARP sysctls there).
+	Close func()
+}
+
 // holder is the interface the VIPs are added to: the kernel accepts traffic
 // for an address on lo, but with arp_ignore=1 on Interface it never answers
 // ARP for it there; the process does, while it is active.
@@ -67,8 +99,10 @@ type Announcer struct {
 	ifi    *net.Interface
 	v4, v6 []netip.Addr
 
-	arpc *marp.Client
-	ndpc *ndp.Conn
+	arpc    ARPConn
+	ndpc    NDPConn
+	hold    func(ctx context.Context, add bool) error
+	onClose func()
 
 	active atomic.Bool // answering: set after the address is in place, cleared before it goes
 
@@ -92,6 +126,79 @@ var (
 // its interfaces by an earlier crash, configures the kernel not to answer
 // ARP for the VIPs, and starts the responders (passive until Set).
 func New(cfg Config) (*Announcer, error) {
+	a, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.ifi, err = net.InterfaceByName(cfg.Interface); err != nil {
+		return nil, fmt.Errorf("%w: VirtInterface %q: %v", ErrConfig, cfg.Interface, err)
+	}
+	if err := a.checkSubnets(); err != nil {
+		return nil, err
+	}
+	var c Conns
+	if cfg.Script == "" && len(a.v4) > 0 {
+		// The kernel must not answer ARP for the VIPs on the holder (the
+		// process does, while active): arp_ignore 1, arp_announce 2,
+		// restored on Close.
+		restore, err := setSysctls(cfg.Interface, map[string]string{"arp_ignore": "1", "arp_announce": "2"})
+		if err != nil {
+			return nil, err
+		}
+		c.Close = restore
+	}
+	announce.RemoveStale(cfg.VIPs, a.logger)
+	fail := func(err error) (*Announcer, error) {
+		if c.ARP != nil {
+			c.ARP.Close()
+		}
+		if c.Close != nil {
+			c.Close()
+		}
+		return nil, err
+	}
+	if len(a.v4) > 0 {
+		arpc, err := marp.Dial(a.ifi)
+		if err != nil {
+			return fail(fmt.Errorf("opening ARP socket on %s: %w", cfg.Interface, err))
+		}
+		c.ARP = arpc
+	}
+	if len(a.v6) > 0 {
+		ndpc, err := a.listenNDP()
+		if err != nil {
+			return fail(err)
+		}
+		c.NDP = ndpc
+	}
+	c.Hold = a.addresses
+	return a.start(c), nil
+}
+
+// NewWith is New on given connections, for tests: no host checks, no
+// sysctls, no sockets of its own. cfg.Interface is taken from ifi.
+func NewWith(cfg Config, ifi *net.Interface, c Conns) (*Announcer, error) {
+	cfg.Interface = ifi.Name
+	a, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.ifi = ifi
+	for _, v := range cfg.VIPs {
+		if vip := v.Addr().Unmap(); vip.Is4() {
+			a.v4 = append(a.v4, vip)
+		} else {
+			a.v6 = append(a.v6, vip)
+		}
+	}
+	if (len(a.v4) > 0) != (c.ARP != nil) || (len(a.v6) > 0) != (c.NDP != nil) || c.Hold == nil {
+		return nil, fmt.Errorf("%w: a connection for each address family of the VIPs, and Hold, are needed", ErrConfig)
+	}
+	return a.start(c), nil
+}
+
+// prepare checks cfg and fills its defaults.
+func prepare(cfg Config) (*Announcer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -110,41 +217,45 @@ func New(cfg Config) (*Announcer, error) {
 	if len(cfg.VIPs) == 0 {
 		return nil, fmt.Errorf("%w: no VIP", ErrConfig)
 	}
-	ifi, err := net.InterfaceByName(cfg.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("%w: VirtInterface %q: %v", ErrConfig, cfg.Interface, err)
-	}
-	a := &Announcer{cfg: cfg, logger: cfg.Logger.With("iface", cfg.Interface), ifi: ifi, stop: make(chan struct{})}
-	if err := a.checkSubnets(); err != nil {
-		return nil, err
-	}
-	if cfg.Script == "" {
-		if len(a.v4) > 0 {
-			for k, v := range map[string]string{"arp_ignore": "1", "arp_announce": "2"} {
-				p := filepath.Join("/proc/sys/net/ipv4/conf", cfg.Interface, k)
-				if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-					return nil, fmt.Errorf("%w: setting %s: %v", ErrConfig, p, err)
-				}
-			}
-		}
-	}
-	announce.RemoveStale(cfg.VIPs, a.logger)
-	if len(a.v4) > 0 {
-		if a.arpc, err = marp.Dial(ifi); err != nil {
-			return nil, fmt.Errorf("opening ARP socket on %s: %w", cfg.Interface, err)
-		}
+	return &Announcer{cfg: cfg, logger: cfg.Logger.With("iface", cfg.Interface), stop: make(chan struct{})}, nil
+}
+
+// start takes the connections and starts the responders.
+func (a *Announcer) start(c Conns) *Announcer {
+	a.arpc, a.ndpc, a.hold, a.onClose = c.ARP, c.NDP, c.Hold, c.Close
+	if a.arpc != nil {
 		a.wg.Add(1)
 		go a.serveARP()
 	}
-	if len(a.v6) > 0 {
-		if err := a.listenNDP(); err != nil {
-			a.Close()
-			return nil, err
-		}
+	if a.ndpc != nil {
 		a.wg.Add(1)
 		go a.serveNDP()
 	}
-	return a, nil
+	return a
+}
+
+// setSysctls writes the interface's IPv4 sysctls and returns a function
+// that puts back the values they had.
+func setSysctls(iface string, set map[string]string) (func(), error) {
+	old := map[string][]byte{}
+	restore := func() {
+		for p, v := range old {
+			_ = os.WriteFile(p, v, 0o644)
+		}
+	}
+	for k, v := range set {
+		p := filepath.Join("/proc/sys/net/ipv4/conf", iface, k)
+		was, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(p, []byte(v), 0o644)
+		}
+		if err != nil {
+			restore()
+			return nil, fmt.Errorf("%w: setting %s: %v", ErrConfig, p, err)
+		}
+		old[p] = was
+	}
+	return restore, nil
 }
 
 // checkSubnets splits the VIPs by family and checks that each lies in a
@@ -228,37 +339,41 @@ func (a *Announcer) serveARP() {
 	}
 }
 
-func (a *Announcer) listenNDP() error {
+// listenNDP opens the NDP connection, taking only neighbour solicitations,
+// in the VIPs' solicited-node multicast groups.
+func (a *Announcer) listenNDP() (*ndp.Conn, error) {
 	// The link-local address may still be tentative (duplicate address
 	// detection) right after the link came up: retry for a while.
 	deadline := time.Now().Add(5 * time.Second)
+	var c *ndp.Conn
 	for {
-		c, _, err := ndp.Listen(a.ifi, ndp.LinkLocal)
-		if err == nil {
-			a.ndpc = c
+		var err error
+		if c, _, err = ndp.Listen(a.ifi, ndp.LinkLocal); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("opening NDP socket on %s: %w", a.cfg.Interface, err)
+			return nil, fmt.Errorf("opening NDP socket on %s: %w", a.cfg.Interface, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeNeighborSolicitation)
-	if err := a.ndpc.SetICMPFilter(&f); err != nil {
-		return fmt.Errorf("NDP filter: %w", err)
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("NDP filter: %w", err)
 	}
 	for _, v := range a.v6 {
 		g, err := ndp.SolicitedNodeMulticast(v)
-		if err != nil {
-			return err
+		if err == nil {
+			err = c.JoinGroup(g)
 		}
-		if err := a.ndpc.JoinGroup(g); err != nil {
-			return fmt.Errorf("joining %s for VIP %s: %w", g, v, err)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("joining the solicited-node group of VIP %s: %w", v, err)
 		}
 	}
-	return nil
+	return c, nil
 }
 
 func (a *Announcer) serveNDP() {
@@ -394,7 +509,7 @@ func (a *Announcer) Set(ctx context.Context, d announce.Desired) error {
 		close(a.refresh)
 		a.refresh = nil
 	}
-	if err := a.addresses(ctx, true); err != nil {
+	if err := a.hold(ctx, true); err != nil {
 		return err
 	}
 	if !a.active.Swap(true) {
@@ -412,7 +527,7 @@ func (a *Announcer) release(ctx context.Context) error {
 		close(a.refresh)
 		a.refresh = nil
 	}
-	err := a.addresses(ctx, false)
+	err := a.hold(ctx, false)
 	if was {
 		a.logger.Info("released the VIPs", "vips", a.prefixes())
 	}
@@ -459,6 +574,9 @@ func (a *Announcer) Close() error {
 	}
 	if a.ndpc != nil {
 		a.ndpc.Close()
+	}
+	if a.onClose != nil {
+		a.onClose()
 	}
 	return err
 }

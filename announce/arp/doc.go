@@ -8,7 +8,8 @@
 // to answer ARP for them on VirtInterface (arp_ignore=1, arp_announce=2), so
 // the only answers clients get come from a live process whose lease is fresh:
 // a node that is killed, frozen or cut off answers nothing, and a new active
-// node's gratuitous ARP moves every client at once.
+// node's gratuitous ARP moves every client at once. The sysctls get their
+// old values back on Close.
 //
 // # Usage
 //
@@ -19,4 +20,9 @@
 // With Config.Script (Digital Rebar's VirtInterfaceScript) the script adds
 // and removes the address instead; the kernel then answers for it, and the
 // process-answered fencing is given up.
+//
+// New opens raw ARP and NDP sockets on the interface; NewWith takes any
+// ARPConn / NDPConn (what *mdlayher/arp.Client and *mdlayher/ndp.Conn
+// offer) and a Hold function instead, which is how the unit tests drive
+// the announcer with fakes and testing/synctest's clock.
 package arp
