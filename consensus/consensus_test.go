@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -769,5 +770,51 @@ func TestJoinThroughImpostorAPIRefused(t *testing.T) {
 	}
 	if ms, err := a.Members(); err != nil || len(ms) != 1 {
 		t.Fatalf("a's members after the refused join: %v %v", ms, err)
+	}
+}
+
+// TestCloseLeavesNoGoroutines: every goroutine a node starts (Raft, the
+// consensus port's servers, the lease, readiness, blob sync and certificate
+// renewal loops) has ended when Close returns, for a node that never joined
+// and for a cluster member.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	settle := func() int {
+		// Goroutines of earlier tests' HTTP clients may still be ending.
+		n := runtime.NumGoroutine()
+		for i := 0; i < 100; i++ {
+			time.Sleep(20 * time.Millisecond)
+			m := runtime.NumGoroutine()
+			if m == n {
+				return m
+			}
+			n = m
+		}
+		return n
+	}
+	base := settle()
+	logger := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	n, err := New(Config{DataDir: t.TempDir(), NodeID: "g1", ConsensusAddr: freeAddr(t), APIURL: "https://127.0.0.1:1", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	m := newCluster(t, "g2")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var st NodeStatus
+	if err := m.getInternal(ctx, m.cfg.ConsensusAddr, "/internal/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	m.RPCClient() // its idle connections belong to the node too
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

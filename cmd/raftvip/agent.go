@@ -297,10 +297,14 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 	if o.vipMode != "arp" && o.vipMode != "bgp" {
 		return consensus.Config{}, fmt.Errorf("--vip-mode %q must be arp or bgp", o.vipMode)
 	}
-	for _, v := range o.vips {
-		if _, err := parseVIP(v, o.vipMode == "bgp"); err != nil {
+	vips := make([]netip.Prefix, len(o.vips))
+	for i, v := range o.vips {
+		if vips[i], err = parseVIP(v, o.vipMode == "bgp"); err != nil {
 			return consensus.Config{}, err
 		}
+	}
+	if err := o.checkAnnouncerFlags(vips); err != nil {
+		return consensus.Config{}, err
 	}
 	return consensus.Config{DataDir: o.dataDir, NodeID: o.nodeID, ConsensusAddr: o.consensusAddr, APIURL: apiURL,
 		VirtInterface: o.virtInterface, Observer: o.observer, Timing: t, Logger: logger, AwaitReadiness: len(o.vips) > 0,
@@ -504,6 +508,38 @@ func readinessCheck(o *agentOptions, node *consensus.Node, ann announce.Announce
 		iface = st.VirtInterface
 	}
 	return linkReady(iface)
+}
+
+// checkAnnouncerFlags checks the flags of the announcer --vip asks for
+// before the agent opens anything (a bad --bgp-asn used to be reported
+// after --bootstrap had already made a cluster): the BGP settings, or the
+// VirtInterface (from ha-state.json if it names one) for ARP.
+func (o *agentOptions) checkAnnouncerFlags(vips []netip.Prefix) error {
+	if len(vips) == 0 {
+		return nil
+	}
+	st, _ := consensus.ReadHAState(o.dataDir)
+	if o.vipMode == "bgp" {
+		addr := o.consensusAddr
+		if st != nil && st.Valid && st.ConsensusAddr != "" {
+			addr = st.ConsensusAddr
+		}
+		_, err := o.bgpConfig(addr, vips)
+		return err
+	}
+	iface := o.virtInterface
+	if st != nil && st.Valid && st.VirtInterface != "" {
+		iface = st.VirtInterface
+	}
+	if iface == "" {
+		return errors.New("--vip needs --virt-interface, the interface on the VIP's network")
+	}
+	if o.vipScript == "" {
+		if _, err := net.InterfaceByName(iface); err != nil {
+			return fmt.Errorf("--virt-interface %q: %w", iface, err)
+		}
+	}
+	return nil
 }
 
 // newFence installs the kernel fence for --vip, unless --fence=false.

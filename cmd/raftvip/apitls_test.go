@@ -135,3 +135,30 @@ func TestUserAPICertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestAnnouncerFlagsCheckedFirst: bad announcer flags stop the agent before
+// it opens anything: with --bootstrap no cluster is made (there is no
+// ha-state.json afterwards), and the message names the flag.
+func TestAnnouncerFlagsCheckedFirst(t *testing.T) {
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "x", "--bgp-peer", "198.18.0.20,asn=65000"}, "--bgp-asn"},
+		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "65001"}, "no peer"},
+		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "65001", "--bgp-peer", "198.18.0.20,asn=65000", "--bgp-mode", "both"}, "mode"},
+		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "65001", "--bgp-peer", "198.18.0.20,asn=65000", "--bgp-community", "x:y"}, "communit"},
+		{[]string{"--vip", "198.18.0.100/24"}, "--virt-interface"},
+		{[]string{"--vip", "198.18.0.100/24", "--virt-interface", "rvt-nosuch0"}, "rvt-nosuch0"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"agent", "--data-dir", dir, "--bootstrap", "--consensus-addr", freePort(t), "--api-addr", freePort(t), "--fence=false"}, c.flags...)
+		_, errOut, code := run(t, args...)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("agent %v: exit %d %q, want a refusal naming %q", c.flags, code, errOut, c.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "ha-state.json")); err == nil {
+			t.Errorf("agent %v: a cluster was created before the flags were refused", c.flags)
+		}
+	}
+}

@@ -75,44 +75,16 @@ func parseVIP(s string, bare bool) (netip.Prefix, error) {
 
 // newBGP starts the BGP announcer for --vip-mode bgp.
 func newBGP(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node, vips []netip.Prefix) (*bgp.Announcer, error) {
-	asn, err := strconv.ParseUint(o.bgpASN, 10, 32)
-	if err != nil || asn == 0 {
-		return nil, fmt.Errorf("--bgp-asn %q must be a number from 1 to 4294967295", o.bgpASN)
+	addr := node.HAState().ConsensusAddr
+	if addr == "" {
+		addr = o.consensusAddr
 	}
-	rid := o.bgpRouterID
-	if rid == "" {
-		addr := node.HAState().ConsensusAddr
-		if addr == "" {
-			addr = o.consensusAddr
-		}
-		host, _, _ := net.SplitHostPort(addr)
-		if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
-			rid = host
-		} else {
-			return nil, fmt.Errorf("--bgp-router-id is required when the consensus address is not IPv4")
-		}
+	cfg, err := o.bgpConfig(addr, vips)
+	if err != nil {
+		return nil, err
 	}
-	cfg := bgp.Config{ASN: uint32(asn), RouterID: rid, ListenPort: int32(o.bgpListenPort), VIPs: vips, Mode: o.bgpMode,
-		Communities: o.bgpCommunities, LargeCommunities: o.bgpLarge, Holder: o.bgpHolder, Active: node.IsActive, Logger: logger}
-	for _, nh := range o.bgpNextHops {
-		a, err := netip.ParseAddr(nh)
-		if err != nil {
-			return nil, fmt.Errorf("--bgp-next-hop %q is not an IP address", nh)
-		}
-		if a.Is4() {
-			cfg.NextHop4 = nh
-		} else {
-			cfg.NextHop6 = nh
-		}
-	}
-	for _, s := range o.bgpPeers {
-		p, err := parsePeer(s)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Peers = append(cfg.Peers, p)
-	}
-	if err := checkRouterID(ctx, node, rid); err != nil {
+	cfg.Active, cfg.Logger = node.IsActive, logger
+	if err := checkRouterID(ctx, node, cfg.RouterID); err != nil {
 		return nil, err
 	}
 	a, err := bgp.New(ctx, cfg)
@@ -125,6 +97,51 @@ func newBGP(ctx context.Context, logger *slog.Logger, o *agentOptions, node *con
 		return a.Status(ctx)
 	})
 	return a, nil
+}
+
+// bgpConfig reads the BGP flags into the announcer's configuration (all but
+// Active and Logger), with the router ID defaulting to consensusAddr's
+// IPv4 address. It opens nothing, so the agent checks the flags before it
+// opens anything (agentOptions.config), and again with the consensus
+// address ha-state.json holds when it starts the announcer.
+func (o *agentOptions) bgpConfig(consensusAddr string, vips []netip.Prefix) (bgp.Config, error) {
+	asn, err := strconv.ParseUint(o.bgpASN, 10, 32)
+	if err != nil || asn == 0 {
+		return bgp.Config{}, fmt.Errorf("--bgp-asn %q must be a number from 1 to 4294967295", o.bgpASN)
+	}
+	rid := o.bgpRouterID
+	if rid == "" {
+		host, _, _ := net.SplitHostPort(consensusAddr)
+		if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
+			rid = host
+		} else {
+			return bgp.Config{}, fmt.Errorf("--bgp-router-id is required when the consensus address is not IPv4")
+		}
+	}
+	cfg := bgp.Config{ASN: uint32(asn), RouterID: rid, ListenPort: int32(o.bgpListenPort), VIPs: vips, Mode: o.bgpMode,
+		Communities: o.bgpCommunities, LargeCommunities: o.bgpLarge, Holder: o.bgpHolder}
+	for _, nh := range o.bgpNextHops {
+		a, err := netip.ParseAddr(nh)
+		if err != nil {
+			return bgp.Config{}, fmt.Errorf("--bgp-next-hop %q is not an IP address", nh)
+		}
+		if a.Is4() {
+			cfg.NextHop4 = nh
+		} else {
+			cfg.NextHop6 = nh
+		}
+	}
+	for _, s := range o.bgpPeers {
+		p, err := parsePeer(s)
+		if err != nil {
+			return bgp.Config{}, err
+		}
+		cfg.Peers = append(cfg.Peers, p)
+	}
+	if err := cfg.Validate(); err != nil {
+		return bgp.Config{}, fmt.Errorf("the --bgp-* flags: %w", err)
+	}
+	return cfg, nil
 }
 
 // checkRouterID refuses a router ID that another reachable member uses.
