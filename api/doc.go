@@ -9,8 +9,14 @@
 //	PUT    /api/v1/objects/{kind}/{key}                   create or replace (If-Match / If-None-Match: *)
 //	PATCH  /api/v1/objects/{kind}/{key}                   RFC 7386 merge patch
 //	DELETE /api/v1/objects/{kind}/{key}                   delete
+//	GET    /api/v1/files/{ns}?prefix=&after=&limit=       list files (ns: files, isos, bundles, plugins)
+//	PUT    /api/v1/files/{ns}/{path...}                   upload (X-Checksum-Sha256 / Content-Digest, If-Match)
+//	GET    /api/v1/files/{ns}/{path...}                   download (Range; ETag = its SHA-256)
+//	DELETE /api/v1/files/{ns}/{path...}                   delete
+//	GET    /api/v1/jobs/{id}/log?offset=&follow&wait=     read, or follow, a job log
+//	POST   /api/v1/jobs/{id}/log                          append (X-Raftvip-Log-Offset: the length expected)
 //	GET    /api/v1/ha/status | node | state | members | failover-safe
-//	POST   /api/v1/ha/init | join | token | transfer | members (enroll) | rotate-certs
+//	POST   /api/v1/ha/init | join | token | transfer | members (enroll) | snapshot | rotate-certs
 //	DELETE /api/v1/ha/members/{id-or-addr}
 //	GET    /api/v1/tokens | POST /api/v1/tokens | DELETE /api/v1/tokens/{name}
 //

@@ -8,10 +8,10 @@
 // # Usage
 //
 // Build a Command, check it with Validate and encode it with Encode on the
-// node that proposes it; every node then hands the encoded bytes to Apply (or
-// ApplyBatch) in log order. Apply is deterministic: the same entries in the
-// same order give the same state, and StateHash proves it. Reads (Get, List)
-// never go through the log.
+// node that proposes it; every node then hands the encoded bytes to
+// ApplyBatch in log order. Applying is deterministic: the same entries in
+// the same order give the same state, and StateHash proves it. Reads (Get,
+// List, GetFile, ListFiles, the job logs) never go through the log.
 //
 //	s, err := store.Open(dir, logger)
 //	cmd := store.Command{Op: store.OpPut, Kind: "machine", Key: "m1", Value: raw, Time: now}
@@ -26,7 +26,13 @@
 // I-JSON check, bounded in depth, that every value and merge patch passes
 // before it is proposed.
 //
-// Snapshots are streamed: WriteSnapshot copies a consistent view of the
-// database to a writer without holding it in memory, and Restore streams one
-// back to disk before it replaces the live state.
+// Snapshots are streamed: Snapshot opens a consistent view of the database
+// whose WriteTo copies it to a writer without holding it in memory, and
+// Restore streams one back to disk before it replaces the live state.
+//
+// File contents are blobs named by their SHA-256 under blobs/: an Upload
+// writes one as it arrives (hashing it, pacing its writeback, letting
+// readers follow it as it grows) and Commit verifies, syncs and names it;
+// PutBlob, OpenBlob and ReclaimBlobs do the rest. The file records that
+// refer to blobs are replicated like objects.
 package store
