@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/raftvip/raftvip/healthz"
 )
 
 // Server is one cluster member.
@@ -104,7 +106,7 @@ func (c *Config) Validate() error {
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + "ms" }
 
 var tmpl = template.Must(template.New("haproxy").Funcs(template.FuncMap{"ms": ms}).Parse(`# HAProxy configuration for a raftvip cluster, written by 'raftvip haproxy config'.
-# Traffic goes to the one member whose /healthz/active answers 200: the active
+# Traffic goes to the one member whose {{.CheckPath}} answers 200: the active
 # node. A member that stops answering 200 is marked down after {{.Fall}} checks
 # {{ms .Inter}} apart and its sessions are shut; the new active node is marked up
 # after {{.Rise}}.{{if .CAFile}} HTTPS members are verified against {{.CAFile}}.{{end}}
@@ -126,7 +128,7 @@ frontend raftvip
 
 backend raftvip_active
     option httpchk
-    http-check send meth GET uri /healthz/active
+    http-check send meth GET uri {{.CheckPath}}
     http-check expect status 200
     default-server inter {{ms .Inter}} fastinter {{ms .Inter}} downinter {{ms .Inter}} rise {{.Rise}} fall {{.Fall}} on-marked-down shutdown-sessions
 {{- range .Servers}}
@@ -140,7 +142,10 @@ func Write(w io.Writer, cfg Config) error {
 		return err
 	}
 	var b strings.Builder
-	if err := tmpl.Execute(&b, cfg); err != nil {
+	if err := tmpl.Execute(&b, struct {
+		Config
+		CheckPath string
+	}{cfg, healthz.PathActive}); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, b.String())

@@ -130,11 +130,21 @@ func (h *Handler) check(name string, s Status) (bool, string) {
 	return false, ""
 }
 
+// The paths the handler answers (mounted at Prefix): what load balancers'
+// configurations name (haproxy/ writes PathActive into HAProxy's).
+const (
+	Prefix      = "/healthz/"
+	PathActive  = Prefix + "active"
+	PathPassive = Prefix + "passive"
+	PathReady   = Prefix + "ready"
+	PathLive    = Prefix + "live"
+)
+
 var checks = map[string]bool{"active": true, "passive": true, "ready": true, "live": true}
 
 // ServeHTTP answers GET and HEAD on /healthz/{active,passive,ready,live}.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimPrefix(r.URL.Path, "/healthz/")
+	name := strings.TrimPrefix(r.URL.Path, Prefix)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if !checks[name] {

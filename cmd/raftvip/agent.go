@@ -366,10 +366,10 @@ func runAgent(ctx context.Context, o *agentOptions) error {
 	apiSrv.SetMaxFileSize(o.maxFile)
 	checks := healthz.New(health, healthz.Options{MaxLagEntries: o.maxLagEntries, MaxLagTime: o.maxLagTime, Observe: metrics.ObserveHealth})
 	probes := http.NewServeMux()
-	probes.Handle("/healthz/", checks)
+	probes.Handle(healthz.Prefix, checks)
 	probes.Handle("/metrics", metrics.Handler())
 	top := http.NewServeMux()
-	top.Handle("/healthz/", checks)
+	top.Handle(healthz.Prefix, checks)
 	top.Handle("/metrics", metrics.Handler())
 	top.Handle("/", apiSrv)
 	srv := &http.Server{Handler: api.Guard(top), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
