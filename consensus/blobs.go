@@ -39,7 +39,7 @@ func (n *Node) ReplicateBlob(ctx context.Context, sha string, size int64) error 
 	if r == nil {
 		return ErrNotInCluster
 	}
-	if !n.store.HasBlob(sha) {
+	if !n.Store().HasBlob(sha) {
 		return fmt.Errorf("%w: blob %s is not on this node", store.ErrNotFound, sha)
 	}
 	f := r.GetConfiguration()
@@ -107,7 +107,7 @@ func (n *Node) pushBlob(ctx context.Context, addr, sha string, size int64) error
 	if err != nil {
 		return err
 	}
-	f, err := n.store.OpenBlob(sha)
+	f, err := n.Store().OpenBlob(sha)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (n *Node) pushBlob(ctx context.Context, addr, sha string, size int64) error
 // FetchBlob copies a blob this node lacks from the leader, or else from any
 // member, verified against its SHA-256.
 func (n *Node) FetchBlob(ctx context.Context, sha string) error {
-	if n.store.HasBlob(sha) {
+	if n.Store().HasBlob(sha) {
 		return nil
 	}
 	r := n.r()
@@ -172,7 +172,7 @@ func (n *Node) FetchBlob(ctx context.Context, sha string) error {
 // kept and the next try asks only for the rest (an HTTP range); the whole
 // is verified against the SHA-256 at the end.
 func (n *Node) fetchBlobFrom(ctx context.Context, c *http.Client, addr, sha string) error {
-	u, err := n.store.ResumeBlob(sha)
+	u, err := n.Store().ResumeBlob(sha)
 	if err != nil {
 		return err
 	}
@@ -217,7 +217,7 @@ func (n *Node) fetchBlobFrom(ctx context.Context, c *http.Client, addr, sha stri
 // this node lacks, while it leads in term.
 func (n *Node) fetchMissingBlobs(term uint64) error {
 	for round := 0; round < 1000; round++ {
-		missing, err := n.store.MissingBlobs(16)
+		missing, err := n.Store().MissingBlobs(16)
 		if err != nil {
 			return err
 		}
@@ -271,13 +271,13 @@ func (n *Node) syncBlobs() {
 		}
 		if time.Since(lastGC) > blobGCInterval {
 			lastGC = time.Now()
-			if k, err := n.store.ReclaimBlobs(BlobGrace); err != nil {
+			if k, err := n.Store().ReclaimBlobs(BlobGrace); err != nil {
 				n.logger.Warn("reclaiming unreferenced blobs", "err", err)
 			} else if k > 0 {
 				n.logger.Info("reclaimed unreferenced blobs", "count", k)
 			}
 		}
-		missing, err := n.store.MissingBlobs(16)
+		missing, err := n.Store().MissingBlobs(16)
 		if err != nil {
 			continue
 		}
@@ -303,7 +303,7 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		if req.ContentLength > 0 {
 			limit = req.ContentLength
 		}
-		if _, _, err := n.store.ReceiveBlob(req.Body, sha, limit); err != nil {
+		if _, _, err := n.Store().ReceiveBlob(req.Body, sha, limit); err != nil {
 			code := http.StatusInternalServerError
 			switch {
 			case errors.Is(err, store.ErrDigest) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrTooLarge):
@@ -317,7 +317,7 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]string{"sha256": sha})
 	})
 	mux.HandleFunc("POST /internal/blobs", func(w http.ResponseWriter, req *http.Request) {
-		sha, _, err := n.store.PutBlob(req.Body, "", 0)
+		sha, _, err := n.Store().PutBlob(req.Body, "", 0)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Code: "blob"})
 			return
@@ -325,7 +325,7 @@ func (n *Node) serveBlobs(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]string{"sha256": sha})
 	})
 	mux.HandleFunc("GET /internal/blobs/{sha}", func(w http.ResponseWriter, req *http.Request) {
-		f, err := n.store.OpenBlob(req.PathValue("sha"))
+		f, err := n.Store().OpenBlob(req.PathValue("sha"))
 		if err != nil {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: err.Error(), Code: "not_found"})
 			return

@@ -55,7 +55,7 @@ func (n *Node) checkJoinable() error {
 // or a Raft log) aside, as DRP does when a node joins: the cluster's data
 // replaces it.
 func (n *Node) backupOldData() error {
-	applied, _ := n.store.Applied()
+	applied, _ := n.Store().Applied()
 	_, rerr := os.Stat(n.raftDir())
 	if applied == 0 && rerr != nil {
 		return nil
@@ -64,7 +64,7 @@ func (n *Node) backupOldData() error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
-	if err := n.store.Close(); err != nil {
+	if err := n.Store().Close(); err != nil {
 		return err
 	}
 	for _, d := range []string{"store", "raft", "tls"} {
@@ -77,7 +77,7 @@ func (n *Node) backupOldData() error {
 	if err != nil {
 		return err
 	}
-	n.store = s
+	n.st.Store(s) // the API may be reading the old one: it is closed, and answers so
 	return nil
 }
 
@@ -778,7 +778,7 @@ func (n *Node) transfer(ctx context.Context, target string, readyOnly bool) (str
 
 func (n *Node) memberMap() map[string]store.Member {
 	out := map[string]store.Member{}
-	ms, err := n.store.Members()
+	ms, err := n.Store().Members()
 	if err != nil {
 		return out
 	}

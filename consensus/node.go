@@ -50,7 +50,9 @@ type Active struct {
 type Node struct {
 	cfg    Config
 	logger *slog.Logger
-	store  *store.Store
+	// st is the state machine; backupOldData replaces it (during Init or
+	// Join) while the API may be reading it, hence the atomic pointer.
+	st atomic.Pointer[store.Store]
 
 	mu    sync.Mutex // guards the fields below, which change on Init/Join/Close
 	state *HAState
@@ -105,7 +107,7 @@ type Node struct {
 }
 
 // Store returns the node's state machine, for reads.
-func (n *Node) Store() *store.Store { return n.store }
+func (n *Node) Store() *store.Store { return n.st.Load() }
 
 // ID returns this node's ID.
 func (n *Node) ID() string { return n.cfg.NodeID }
@@ -174,20 +176,22 @@ func open(cfg Config, lock *os.File) (*Node, error) {
 	if n.cfg.NodeID == "" {
 		n.cfg.NodeID = newID()
 	}
-	if n.store, err = store.Open(filepath.Join(cfg.DataDir, "store"), n.logger); err != nil {
+	s, err := store.Open(filepath.Join(cfg.DataDir, "store"), n.logger)
+	if err != nil {
 		return nil, err
 	}
+	n.st.Store(s)
 	if st.Valid {
 		if n.mat, err = loadMaterial(filepath.Join(cfg.DataDir, "tls")); err != nil {
-			n.store.Close()
+			n.Store().Close()
 			return nil, err
 		}
 		if err := n.mat.agrees(st, filepath.Join(cfg.DataDir, "tls")); err != nil {
-			n.store.Close()
+			n.Store().Close()
 			return nil, err
 		}
 		if err := n.start(nil); err != nil {
-			n.store.Close()
+			n.Store().Close()
 			return nil, err
 		}
 	}
@@ -361,7 +365,7 @@ func (n *Node) start(bootstrap *raft.Configuration) error {
 		logs.Close()
 		return fmt.Errorf("starting raft: %w", err)
 	}
-	r, err := raft.NewRaft(rc, &fsm{s: n.store}, cache, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, &fsm{s: n.Store()}, cache, logs, snaps, trans)
 	if err != nil {
 		nt.Close()
 		m.close()
@@ -427,7 +431,7 @@ func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
 	if err != nil || len(list) == 0 {
 		return err
 	}
-	applied, _ := n.store.Applied()
+	applied, _ := n.Store().Applied()
 	if applied >= list[0].Index {
 		return nil
 	}
@@ -437,7 +441,7 @@ func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
 		return err
 	}
 	defer rc.Close()
-	return n.store.Restore(rc)
+	return n.Store().Restore(rc)
 }
 
 // Close stops the node: it stops answering as active, shuts Raft down and
@@ -476,7 +480,7 @@ func (n *Node) Close() error {
 	if n.logStore != nil {
 		errs = append(errs, n.logStore.Close())
 	}
-	errs = append(errs, n.store.Close())
+	errs = append(errs, n.Store().Close())
 	if n.lock != nil {
 		errs = append(errs, n.lock.Close()) // releases the flock
 	}

@@ -64,7 +64,7 @@ func (n *Node) Status() NodeStatus {
 	n.mu.Lock()
 	st.ClusterID = n.state.HaID
 	n.mu.Unlock()
-	st.AppliedIndex, st.StateHash = n.store.StateHash()
+	st.AppliedIndex, st.StateHash = n.Store().StateHash()
 	r := n.r()
 	if r == nil {
 		return st
@@ -111,7 +111,7 @@ func (n *Node) Status() NodeStatus {
 // costs more than Status: use Status for health checks.
 func (n *Node) FullStatus() NodeStatus {
 	st := n.Status()
-	if lag, err := n.store.FileLag(); err == nil {
+	if lag, err := n.Store().FileLag(); err == nil {
 		st.FilesMissing, st.FilesMissingBytes, st.FilesFetchedBytes = lag.Files, lag.Bytes, lag.Fetched
 	}
 	n.mu.Lock()
@@ -318,7 +318,7 @@ func (n *Node) compareHashes(ctx context.Context, cs *ClusterStatus, index uint6
 			continue
 		}
 		if ms.ID == n.cfg.NodeID {
-			ms.HashAtCheck, _ = n.store.HashAt(index)
+			ms.HashAtCheck, _ = n.Store().HashAt(index)
 			continue
 		}
 		wg.Add(1)
@@ -389,7 +389,7 @@ func (n *Node) FailoverSafe(ctx context.Context, wait time.Duration) (bool, stri
 }
 
 // Members returns the replicated member records.
-func (n *Node) Members() ([]store.Member, error) { return n.store.Members() }
+func (n *Node) Members() ([]store.Member, error) { return n.Store().Members() }
 
 // internalHandler serves member-only requests on the consensus port (the
 // mux has already checked the member certificate).
@@ -405,7 +405,7 @@ func (n *Node) internalHandler() http.Handler {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: "index must be a number", Code: "bad_request"})
 			return
 		}
-		h, ok := n.store.HashAt(idx)
+		h, ok := n.Store().HashAt(idx)
 		if !ok {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: "index not remembered here", Code: "not_found"})
 			return
