@@ -62,13 +62,17 @@ func (n *Node) ReplicateBlob(ctx context.Context, sha string, size int64) error 
 	if have >= quorum {
 		return nil
 	}
+	// The copies outlive the caller's request (a slow member still gets
+	// its copy) but not the node.
 	results := make(chan error, len(others))
 	for _, s := range others {
-		go func() {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobCopyTimeout)
+		if !n.spawn(func() {
+			cctx, cancel := context.WithTimeout(n.life, blobCopyTimeout)
 			defer cancel()
 			results <- n.pushBlob(cctx, string(s.Address), sha, size)
-		}()
+		}) {
+			return ErrShutdown
+		}
 	}
 	var errs []error
 	for range others {
@@ -251,15 +255,7 @@ func (n *Node) fetchMissingBlobs(term uint64) error {
 // restored a snapshot, which carries only the manifest).
 func (n *Node) syncBlobs() {
 	defer n.wg.Done()
-	base, cancelAll := context.WithCancel(context.Background())
-	defer cancelAll()
-	go func() {
-		select {
-		case <-n.stop:
-			cancelAll()
-		case <-base.Done():
-		}
-	}()
+	base := n.life
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	lastGC := time.Now()
@@ -358,6 +354,7 @@ type BlobFanout struct {
 	results chan peerResult
 	peers   int
 	cancel  context.CancelFunc
+	spawn   func(func()) bool // the node's: Close waits for the streams
 
 	mu      sync.Mutex
 	waiting []chan struct{} // start signals of the peers not yet streamed to, best first
@@ -416,15 +413,8 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 
 	// No deadline while the upload runs (it may be slow); Finish gives the
 	// copies that go on after it blobCopyTimeout.
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	fan := &BlobFanout{quorum: voters/2 + 1, results: make(chan peerResult, len(addrs)), peers: len(addrs), cancel: cancel}
+	ctx, cancel := context.WithCancel(n.life)
+	fan := &BlobFanout{quorum: voters/2 + 1, results: make(chan peerResult, len(addrs)), peers: len(addrs), cancel: cancel, spawn: n.spawn}
 	readers := make([]*store.UploadReader, len(addrs))
 	for i := range addrs {
 		if readers[i], err = u.NewReader(); err != nil {
@@ -450,7 +440,7 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 	}
 	for i, addr := range addrs {
 		body, start := readers[i], starts[i]
-		go func() {
+		if !n.spawn(func() {
 			select {
 			case <-start:
 			case <-ctx.Done():
@@ -479,12 +469,15 @@ func (n *Node) FanoutBlob(u *store.Upload, size int64) (*BlobFanout, error) {
 				fan.startNext(1)
 			}
 			fan.results <- peerResult{sha: sha, err: err}
-		}()
+		}) {
+			body.Close()
+			fan.results <- peerResult{err: ErrShutdown}
+		}
 	}
 	if len(addrs) == 0 {
 		cancel()
 	} else if len(starts) > len(running) {
-		go fan.watchLag(ctx, u, running)
+		n.spawn(func() { fan.watchLag(ctx, u, running) })
 	}
 	return fan, nil
 }
@@ -598,14 +591,18 @@ func (f *BlobFanout) Finish(sha string, ok bool) bool {
 	if pending == 0 {
 		f.cancel()
 	} else {
+		// The rest go on in the background, for at most blobCopyTimeout.
 		stop := time.AfterFunc(blobCopyTimeout, f.cancel)
-		go func() {
+		if !f.spawn(func() {
 			for range pending {
 				<-f.results
 			}
 			stop.Stop()
 			f.cancel()
-		}()
+		}) {
+			stop.Stop()
+			f.cancel()
+		}
 	}
 	return have >= f.quorum
 }

@@ -104,6 +104,26 @@ type Node struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// life ends when Close begins: the context of work that outlives the
+	// request that started it (blob copies), run with spawn.
+	life    context.Context
+	endLife context.CancelFunc
+}
+
+// spawn runs f in a goroutine that Close waits for, unless the node is
+// closing (then it returns false and f does not run).
+func (n *Node) spawn(f func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Store returns the node's state machine, for reads.
@@ -156,6 +176,7 @@ func open(cfg Config, lock *os.File) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, state: st, subs: map[chan Active]struct{}{}, stop: make(chan struct{}), lock: lock}
+	n.life, n.endLife = context.WithCancel(context.Background())
 	if !st.Valid {
 		id := cfg.NodeID
 		if id == "" {
@@ -457,6 +478,7 @@ func (n *Node) Close() error {
 	r := n.raft
 	n.mu.Unlock()
 	close(n.stop)
+	n.endLife()
 	n.leaseMu.Lock()
 	n.leaseUntil, n.drainUntil = time.Time{}, time.Time{}
 	n.leaseMu.Unlock()
