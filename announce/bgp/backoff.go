@@ -65,9 +65,12 @@ func (b *backoff) next(addr string, established bool, now time.Time) time.Durati
 }
 
 // dampFlaps watches the sessions and holds a flapping peer administratively
-// down for its backoff delay, until ctx ends.
+// down for its backoff delay, until ctx ends; it returns once its hold-down
+// timers have ended too.
 func (a *Announcer) dampFlaps(ctx context.Context) {
 	var b backoff
+	var timers sync.WaitGroup
+	defer timers.Wait()
 	events := make(chan *api.Peer, 64)
 	err := a.srv.WatchEvent(ctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, func(r *api.WatchEventResponse) {
 		if p := r.GetPeer(); p != nil && p.Type == api.WatchEventResponse_PeerEvent_STATE {
@@ -100,7 +103,9 @@ func (a *Announcer) dampFlaps(ctx context.Context) {
 				a.logger.Warn("backing off a flapping session", "peer", addr, "err", err)
 				continue
 			}
+			timers.Add(1)
 			go func() {
+				defer timers.Done()
 				select {
 				case <-ctx.Done():
 					return
