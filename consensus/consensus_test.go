@@ -25,6 +25,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -631,7 +632,7 @@ func TestMemberChannelOnlyForConfiguredMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newStreamClient(m.clientTLS(slotOf(m)), streamRPC)
-	for _, p := range []string{"/internal/status", "/internal/secrets", "/api/v1/ha/state", "/api/v1/objects/machine"} {
+	for _, p := range []string{"/internal/status", "/internal/secrets", route.HAState, route.Kind("machine")} {
 		resp, err := c.Get("https://" + a.cfg.ConsensusAddr + p)
 		if err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -512,7 +513,7 @@ func (n *Node) abandonJoin() {
 // not verified here: the caller checks the answer against its token and
 // then the certificate against the CA the answer holds.
 func fetchJoinInfo(ctx context.Context, joinURL string) (*JoinInfo, *x509.Certificate, error) {
-	u, err := url.Parse(strings.TrimRight(joinURL, "/") + "/api/v1/ha/join-info")
+	u, err := url.Parse(strings.TrimRight(joinURL, "/") + client.HAJoinInfo)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, nil, fmt.Errorf("join URL %q is not an http(s) URL", joinURL)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/internal/netlab"
 )
@@ -106,7 +107,7 @@ func runNetnsDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error
 		}
 		say("   %s joined", nodes[i].Name)
 	}
-	url := "https://" + demoVIP + ":8092/api/v1/ha/node"
+	url := "https://" + demoVIP + ":8092" + route.HANode
 	whoAnswers := func() string {
 		out, err := client.Run(exe, "debug", "probe", "--url", url, "--data-dir", dirs[0], "--duration", "1ms")
 		var r ProbeResult

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftvip/raftvip/api"
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -84,13 +85,7 @@ func streamClient(c *client) *http.Client {
 	return &http.Client{Transport: c.http.Transport, CheckRedirect: c.http.CheckRedirect}
 }
 
-func fileURL(ns, p string) string {
-	segs := strings.Split(p, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return "/api/v1/files/" + ns + "/" + strings.Join(segs, "/")
-}
+func fileURL(ns, p string) string { return route.File(ns, p) }
 
 // newFilesCmd makes the command family for one file namespace.
 func newFilesCmd(ns string) *cobra.Command {
@@ -232,7 +227,7 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 					q.Set("after", after)
 				}
 				var p store.FilePage
-				if _, err := cl.do(ctx, "GET", "/api/v1/files/"+ns+"?"+q.Encode(), nil, &p); err != nil {
+				if _, err := cl.do(ctx, "GET", route.WithQuery(route.Namespace(ns), q), nil, &p); err != nil {
 					return err
 				}
 				for _, f := range p.Items {
@@ -342,7 +337,7 @@ func newJobsCmd() *cobra.Command {
 			sc := *cl
 			sc.http = streamClient(cl)
 			for ctx.Err() == nil {
-				q := fmt.Sprintf("/api/v1/jobs/%s/log?offset=%d", url.PathEscape(args[0]), offset)
+				q := fmt.Sprintf("%s?offset=%d", route.JobLog(args[0]), offset)
 				if follow {
 					q += "&follow&wait=30s"
 				}
@@ -375,7 +370,7 @@ func newJobsCmd() *cobra.Command {
 }
 
 func logLength(ctx context.Context, cl *client, job string) (uint64, error) {
-	hdr, err := cl.do(ctx, "GET", fmt.Sprintf("/api/v1/jobs/%s/log?offset=0", url.PathEscape(job)), nil, new([]byte))
+	hdr, err := cl.do(ctx, "GET", route.JobLog(job)+"?offset=0", nil, new([]byte))
 	if err != nil {
 		return 0, err
 	}
@@ -389,7 +384,7 @@ func appendOnce(ctx context.Context, cl *client, job string, chunk []byte, lengt
 		var out struct {
 			Length uint64 `json:"length"`
 		}
-		hdr, err := cl.doRaw(ctx, "POST", fmt.Sprintf("/api/v1/jobs/%s/log", url.PathEscape(job)), strings.NewReader(string(chunk)),
+		hdr, err := cl.doRaw(ctx, "POST", route.JobLog(job), strings.NewReader(string(chunk)),
 			map[string]string{api.HeaderLogOffset: strconv.FormatUint(length, 10)}, &out)
 		if err == nil {
 			return out.Length, nil

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -460,7 +461,7 @@ func snapshotMedian(t *testing.T, a *agent) time.Duration {
 
 func snapshotVia(t *testing.T, a *agent) time.Duration {
 	t.Helper()
-	out, errOut, code := run(t, "debug", "probe", "--url", "https://"+a.api+"/api/v1/ha/snapshot", "--data-dir", a.dir, "--method", "POST",
+	out, errOut, code := run(t, "debug", "probe", "--url", "https://"+a.api+route.HASnapshot, "--data-dir", a.dir, "--method", "POST",
 		"--header", "Authorization: Bearer "+tokenOf(t, a), "--duration", "1ms", "--interval", "1s") // one request, 5 s to answer
 	if code != 0 || !strings.Contains(out, `"status":200`) {
 		t.Fatalf("snapshot: %s %s", out, errOut)
@@ -513,7 +514,7 @@ func writesDuring(c *http.Client, a *agent, token string, stop <-chan struct{}) 
 			return w
 		case <-tick.C:
 		}
-		req, _ := http.NewRequest("PUT", "https://"+a.api+"/api/v1/objects/probe/w", strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
+		req, _ := http.NewRequest("PUT", "https://"+a.api+route.Object("probe", "w"), strings.NewReader(fmt.Sprintf(`{"i":%d}`, i)))
 		req.Header.Set("Authorization", "Bearer "+token)
 		t0 := time.Now()
 		resp, err := c.Do(req)
@@ -540,7 +541,7 @@ func putFile(t *testing.T, a *agent, token, src, remote, sha string) {
 	}
 	defer f.Close()
 	st, _ := f.Stat()
-	req, _ := http.NewRequest("PUT", "https://"+a.api+"/api/v1/files/isos/"+remote, f)
+	req, _ := http.NewRequest("PUT", "https://"+a.api+route.File("isos", remote), f)
 	req.ContentLength = st.Size()
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("X-Checksum-Sha256", sha)
@@ -588,7 +589,7 @@ func TestFileUploadKilled(t *testing.T) {
 			}
 		}
 	}()
-	req, _ := http.NewRequest("PUT", "https://"+agents[0].api+"/api/v1/files/isos/big.bin", pr)
+	req, _ := http.NewRequest("PUT", "https://"+agents[0].api+route.File("isos", "big.bin"), pr)
 	req.ContentLength = 256 << 20
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := httpsClient(t, agents[0].dir, 0).Do(req)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -110,7 +111,7 @@ func TestHealthLoad(t *testing.T) {
 	}
 
 	put := func(c *http.Client) (bool, error) {
-		req, _ := http.NewRequest("PUT", active+"/api/v1/objects/load/k", strings.NewReader(`{"v":1}`))
+		req, _ := http.NewRequest("PUT", active+route.Object("load", "k"), strings.NewReader(`{"v":1}`))
 		req.Header.Set("Authorization", "Bearer "+st.Token)
 		resp, err := c.Do(req)
 		if err != nil {

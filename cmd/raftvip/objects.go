@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/store"
 )
 
@@ -29,11 +30,10 @@ linearizable unless --stale is given.`,
 
 	var stale bool
 	objPath := func(kind, key string) string {
-		p := "/api/v1/objects/" + url.PathEscape(kind)
 		if key != "" {
-			p += "/" + url.PathEscape(key)
+			return route.Object(kind, key)
 		}
-		return p
+		return route.Kind(kind)
 	}
 	staleQ := func() string {
 		if stale {

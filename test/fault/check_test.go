@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	route "github.com/raftvip/raftvip/client"
 )
 
 // kv is the state of one object key in the model.
@@ -236,7 +238,7 @@ func (c *cluster) get(path string) (int, []byte, error) {
 // checkLog: every acknowledged append is at its offset, no refused one is
 // there, and every line is from one append, once.
 func checkLog(c *cluster, ops []op) []string {
-	st, log, err := c.get("/api/v1/jobs/" + jobID + "/log")
+	st, log, err := c.get(route.JobLog(jobID))
 	if err != nil || st != 200 && st != 404 {
 		return []string{fmt.Sprintf("reading the job log after the heal: %d %v", st, err)}
 	}
@@ -284,7 +286,7 @@ func checkFiles(c *cluster, h *history, ops []op) []string {
 		if o.Type != "upload" && o.Type != "cut" && o.Type != "bad" {
 			continue
 		}
-		st, b, err := c.get("/api/v1/files/files/" + o.Key)
+		st, b, err := c.get(route.File("files", o.Key))
 		if err != nil || st != 200 && st != 404 {
 			bad = append(bad, fmt.Sprintf("reading file %s after the heal: %d %v", o.Key, st, err))
 			continue

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/test/netns"
 )
@@ -251,7 +252,7 @@ func (c *cluster) status(i int) (nodeStatus, error) {
 	var st nodeStatus
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/node", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+route.HANode, nil)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return st, err
@@ -278,7 +279,7 @@ func (c *cluster) active() int {
 func (c *cluster) members(i int) ([]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+"/api/v1/ha/members", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+c.hosts[i].Addr4+":"+apiPort+route.HAMembers, nil)
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	marp "github.com/mdlayher/arp"
+
+	route "github.com/raftvip/raftvip/client"
 )
 
 // claim is an answer that says "I am the active node": a 200 on
@@ -46,7 +48,7 @@ func (w *watchers) start(ctx context.Context) {
 		}()
 	}
 	w.wg.Add(2)
-	go func() { defer w.wg.Done(); w.poll(ctx, "vip", "https://"+vip+":"+apiPort+"/api/v1/ha/node") }()
+	go func() { defer w.wg.Done(); w.poll(ctx, "vip", "https://"+vip+":"+apiPort+route.HANode) }()
 	go func() { defer w.wg.Done(); w.watchARP(ctx) }()
 }
 

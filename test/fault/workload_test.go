@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	route "github.com/raftvip/raftvip/client"
 )
 
 const (
@@ -194,7 +196,7 @@ func (w *client) run(ctx context.Context) {
 
 func (w *client) step() {
 	key := fmt.Sprintf("k%d", w.rng.IntN(nKeys))
-	path := "/api/v1/objects/" + kind + "/" + key
+	path := route.Object(kind, key)
 	if w.reader {
 		w.get(key, path, false)
 		return
@@ -299,7 +301,7 @@ func (w *client) get(key, path string, stale bool) {
 
 func (w *client) list() {
 	o := op{Type: "list"}
-	b, _ := w.do("GET", "/api/v1/objects/"+kind+"?limit=100", nil, nil, &o)
+	b, _ := w.do("GET", route.Kind(kind)+"?limit=100", nil, nil, &o)
 	if o.Outcome != ok {
 		return
 	}
@@ -321,7 +323,7 @@ func (w *client) list() {
 // appendLog appends one line at the length this client last saw.
 func (w *client) appendLog() {
 	o := op{Type: "append", ID: w.newID(), Offset: w.logLen}
-	_, hdr := w.do("POST", "/api/v1/jobs/"+jobID+"/log", strings.NewReader(w.idLine(o.ID)),
+	_, hdr := w.do("POST", route.JobLog(jobID), strings.NewReader(w.idLine(o.ID)),
 		map[string]string{"X-Raftvip-Log-Offset": strconv.FormatUint(w.logLen, 10)}, &o)
 	if hdr != nil {
 		if n, err := strconv.ParseUint(hdr.Get("X-Raftvip-Log-Length"), 10, 64); err == nil {
@@ -352,7 +354,7 @@ func (w *client) upload(typ string) {
 	w.h.mu.Lock()
 	w.h.files[name] = data
 	w.h.mu.Unlock()
-	path := "/api/v1/files/files/" + name
+	path := route.File("files", name)
 	switch typ {
 	case "upload":
 		w.do("PUT", path, bytes.NewReader(data), map[string]string{"X-Checksum-Sha256": sha(data)}, &o)
@@ -403,7 +405,7 @@ func (w *client) download() {
 	}
 	name := names[w.rng.IntN(len(names))]
 	o := op{Type: "download", Key: name}
-	b, _ := w.do("GET", "/api/v1/files/files/"+name, nil, nil, &o)
+	b, _ := w.do("GET", route.File("files", name), nil, nil, &o)
 	if o.Outcome == ok {
 		w.h.mu.Lock()
 		want := w.h.files[name]

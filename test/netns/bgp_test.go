@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -224,9 +225,9 @@ func (c *bgpCluster) nodeByAddr(addr string) int {
 func (c *bgpCluster) routedFailover(v6 bool, staleStays bool, fail func(int), after func(int)) time.Duration {
 	t := c.t
 	t.Helper()
-	vip, url := bgpVIP4, "https://"+bgpVIP4+":8092/api/v1/ha/node"
+	vip, url := bgpVIP4, "https://"+bgpVIP4+":8092"+route.HANode
 	if v6 {
-		vip, url = bgpVIP6, "https://["+bgpVIP6+"]:8092/api/v1/ha/node"
+		vip, url = bgpVIP6, "https://["+bgpVIP6+"]:8092"+route.HANode
 	}
 	var active int
 	waitFor(t, 30*time.Second, "both routers route the VIP to one node", func() bool {
@@ -422,7 +423,7 @@ func TestBGPStandby(t *testing.T) {
 	waitFor(t, 30*time.Second, "gobgpd holds three paths, the best from the active node", func() bool {
 		best, all := c.gobgpPaths(bgpVIP4)
 		i := c.nodeByAddr(best)
-		return len(all) == 3 && i >= 0 && c.viaVIP("https://"+bgpVIP4+":8092/api/v1/ha/node") == c.nodes[i].Name
+		return len(all) == 3 && i >= 0 && c.viaVIP("https://"+bgpVIP4+":8092"+route.HANode) == c.nodes[i].Name
 	})
 	c.routedFailover(false, true, c.dieHard, nil)
 }

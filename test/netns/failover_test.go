@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -107,7 +108,7 @@ func (c *cluster) start(i int, extra ...string) {
 
 // status asks node i for its own status over its node address.
 func (c *cluster) status(i int) (map[string]any, error) {
-	out, err := c.client.Run(binary, "debug", "probe", "--url", fmt.Sprintf("https://%s:8092/api/v1/ha/node", c.nodes[i].Addr4), "--data-dir", c.dirs[i], "--duration", "1ms")
+	out, err := c.client.Run(binary, "debug", "probe", "--url", fmt.Sprintf("https://%s:8092%s", c.nodes[i].Addr4, route.HANode), "--data-dir", c.dirs[i], "--duration", "1ms")
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
@@ -146,7 +147,7 @@ func (c *cluster) waitActive(i int, within time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		if c.viaVIP("https://"+vip4+":8092/api/v1/ha/node") == c.nodes[i].Name {
+		if c.viaVIP("https://"+vip4+":8092"+route.HANode) == c.nodes[i].Name {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -190,9 +191,9 @@ func parse[T any](t *testing.T, lines []string) []T {
 func (c *cluster) failover(v6 bool, fail func(active int), after func(active int)) result {
 	t := c.t
 	t.Helper()
-	vip, url := vip4, "https://"+vip4+":8092/api/v1/ha/node"
+	vip, url := vip4, "https://"+vip4+":8092"+route.HANode
 	if v6 {
-		vip, url = vip6, "https://["+vip6+"]:8092/api/v1/ha/node"
+		vip, url = vip6, "https://["+vip6+"]:8092"+route.HANode
 	}
 	var active = -1
 	deadline := time.Now().Add(10 * time.Second)

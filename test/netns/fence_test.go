@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	route "github.com/raftvip/raftvip/client"
 )
 
 // The test binary doubles as the user's own service beside raftvip: run
@@ -46,7 +48,7 @@ func (c *cluster) lateAccept(freeze bool) (old int, late time.Duration) {
 	old = -1
 	deadline := time.Now().Add(20 * time.Second)
 	for old < 0 && time.Now().Before(deadline) {
-		name := c.viaVIP("https://" + vip4 + ":8092/api/v1/ha/node")
+		name := c.viaVIP("https://" + vip4 + ":8092" + route.HANode)
 		for i, h := range c.nodes {
 			if h.Name == name {
 				old = i

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -50,7 +51,7 @@ func newLBCluster(t *testing.T, timing string) *lbCluster {
 // writer writes through HAProxy every 10 ms; each line names the node that
 // answered and the one that relayed it, if any.
 func (c *lbCluster) writer() *Proc {
-	return c.client.Start("writer", binary, "debug", "probe", "--url", "http://"+lbAddr+"/api/v1/objects/item/k",
+	return c.client.Start("writer", binary, "debug", "probe", "--url", "http://"+lbAddr+route.Object("item", "k"),
 		"--method", "PUT", "--body", `{"v":1}`, "--header", "Authorization: Bearer "+c.token, "--header", "Content-Type: application/json",
 		"--interval", "10ms", "--duration", "60s")
 }
@@ -202,7 +203,7 @@ func TestHAProxyPartition(t *testing.T) {
 // again; a client that retries a failed write once never loses one.
 func TestRollingRestart(t *testing.T) {
 	c := newLBCluster(t, "default")
-	url := "http://" + lbAddr + "/api/v1/objects/item/"
+	url := "http://" + lbAddr + route.Kind("item") + "/"
 	var lost []string
 	for round := 0; round < 1; round++ {
 		for i := range c.nodes {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -66,7 +67,7 @@ func soakProfile(t *testing.T, profile string) string {
 	term0 := c.term()
 	flaps0 := c.letGo()
 	dur := fmt.Sprint(*soak)
-	writer := c.client.Start("writer", binary, "debug", "probe", "--url", "https://"+vip4+":8092/api/v1/objects/soak/k", "--data-dir", c.dirs[0],
+	writer := c.client.Start("writer", binary, "debug", "probe", "--url", "https://"+vip4+":8092"+route.Object("soak", "k"), "--data-dir", c.dirs[0],
 		"--method", "PUT", "--body", `{"v":1}`, "--header", "Authorization: Bearer "+st.Token, "--header", "Content-Type: application/json",
 		"--interval", "10ms", "--duration", dur)
 	started := time.Now()

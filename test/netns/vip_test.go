@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	route "github.com/raftvip/raftvip/client"
 )
 
 // single starts one bootstrapped node on h with the given extra flags.
@@ -89,7 +91,7 @@ func TestVirtInterfaceScript(t *testing.T) {
 	p := single(t, h, "--vip", vip4+"/24", "--virt-interface-script", script, "--api-plain", "--api-url", "http://"+h.Addr4+":8092")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, _ := client.Run(binary, "debug", "probe", "--url", "http://"+vip4+":8092/api/v1/ha/node", "--duration", "1ms")
+		out, _ := client.Run(binary, "debug", "probe", "--url", "http://"+vip4+":8092"+route.HANode, "--duration", "1ms")
 		if strings.Contains(out, `"node":"n1"`) {
 			break
 		}
@@ -117,7 +119,7 @@ func TestVirtInterfaceScript(t *testing.T) {
 func TestHealReannounces(t *testing.T) {
 	c := newCluster(t, "default", "--arp-refresh", "-1s")
 	var active, follower int = -1, -1
-	name := c.viaVIP("https://" + vip4 + ":8092/api/v1/ha/node")
+	name := c.viaVIP("https://" + vip4 + ":8092" + route.HANode)
 	for i, h := range c.nodes {
 		if h.Name == name {
 			active = i
