@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/store"
 )
@@ -78,11 +79,8 @@ func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
 // proposed, and the request changed nothing.
 const CodeOutcomeUnknown = "outcome_unknown"
 
-// Error is the JSON body of every error answer.
-type Error struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
+// Error is the JSON body of every error answer (client.ErrorBody).
+type Error = client.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

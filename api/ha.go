@@ -11,39 +11,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 	"github.com/raftvip/raftvip/store"
 )
 
-// EnrollRequest asks the cluster to enroll the unjoined node at URL.
-type EnrollRequest struct {
-	URL string `json:"url"`
-	// Secret is the new node's bootstrap secret (the bootstrap-secret file
-	// in its data dir): without it the new node refuses to join.
-	Secret string `json:"secret"`
-}
-
-// JoinRequest tells an unjoined node to join the cluster at JoinURL.
-type JoinRequest struct {
-	JoinURL string `json:"join_url"`
-	Token   string `json:"token"`
-}
-
-// TransferRequest names the node to hand leadership to ("" = best passive).
-type TransferRequest struct {
-	To string `json:"to"`
-}
-
-// TokenRequest asks for a join token; TTL is a Go duration ("1h").
-type TokenRequest struct {
-	TTL string `json:"ttl"`
-}
-
-// Introduction is the file `ha introduction` writes and `ha join` reads.
-type Introduction struct {
-	JoinURL string `json:"join_url"`
-	Token   string `json:"token"`
-}
+// The HA bodies are the client package's (one definition for both ends).
+type (
+	// EnrollRequest is client.EnrollRequest.
+	EnrollRequest = client.EnrollRequest
+	// JoinRequest is client.JoinRequest.
+	JoinRequest = client.JoinRequest
+	// TransferRequest is client.TransferRequest.
+	TransferRequest = client.TransferRequest
+	// TokenRequest is client.TokenRequest.
+	TokenRequest = client.TokenRequest
+	// Introduction is client.Introduction.
+	Introduction = client.Introduction
+)
 
 // decodeJSON reads a small JSON body strictly.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {

@@ -17,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -198,12 +198,9 @@ func (n *Node) Token(ttl time.Duration) (string, error) {
 }
 
 // JoinInfo is what a joining node learns, unauthenticated, from any member's
-// API: it checks the CA against the fingerprint in its token.
-type JoinInfo struct {
-	ClusterID  string `json:"cluster_id"`
-	CACert     string `json:"ca_cert"`
-	LeaderAddr string `json:"leader_addr"`
-}
+// API (client.JoinInfo): it checks the CA against the fingerprint in its
+// token.
+type JoinInfo = client.JoinInfo
 
 // JoinInfo returns the cluster ID, CA certificate and leader address.
 func (n *Node) JoinInfo(ctx context.Context) (*JoinInfo, error) {
@@ -244,11 +241,7 @@ type secretsResponse struct {
 }
 
 // errorBody is the JSON error shape of every raftvip HTTP answer.
-type errorBody struct {
-	Error      string `json:"error"`
-	Code       string `json:"code"`
-	LeaderAddr string `json:"leader_addr,omitempty"`
-}
+type errorBody = client.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -513,37 +506,24 @@ func (n *Node) abandonJoin() {
 // not verified here: the caller checks the answer against its token and
 // then the certificate against the CA the answer holds.
 func fetchJoinInfo(ctx context.Context, joinURL string) (*JoinInfo, *x509.Certificate, error) {
-	u, err := url.Parse(strings.TrimRight(joinURL, "/") + client.HAJoinInfo)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, nil, fmt.Errorf("join URL %q is not an http(s) URL", joinURL)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}}
+	var leaf atomic.Pointer[x509.Certificate]
+	tr := &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 {
+				leaf.Store(cs.PeerCertificates[0])
+			}
+			return nil
+		}}}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: tr}).Do(req)
+	c, err := client.New(joinURL, "", &http.Client{Timeout: 10 * time.Second, Transport: tr})
 	if err != nil {
-		return nil, nil, fmt.Errorf("reaching %s: %w", joinURL, err)
-	}
-	defer resp.Body.Close()
-	body, err := readAllLimit(resp.Body, 1<<20)
-	if err != nil {
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("%s answered %s: %s", u, resp.Status, bytes.TrimSpace(body))
+		return nil, nil, fmt.Errorf("join URL: %w", err)
 	}
 	var info JoinInfo
-	if err := json.Unmarshal(body, &info); err != nil {
+	if _, err := c.Do(ctx, http.MethodGet, client.HAJoinInfo, nil, &info); err != nil {
 		return nil, nil, fmt.Errorf("join info from %s: %w", joinURL, err)
 	}
-	var leaf *x509.Certificate
-	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
-		leaf = resp.TLS.PeerCertificates[0]
-	}
-	return &info, leaf, nil
+	return &info, leaf.Load(), nil
 }
 
 // postFollowingLeader POSTs JSON to the member at *addr, following

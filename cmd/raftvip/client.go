@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	route "github.com/raftvip/raftvip/client"
 	"github.com/raftvip/raftvip/consensus"
 )
 
@@ -99,28 +98,14 @@ func envOr(name, def string) string {
 	return def
 }
 
-// apiError is an error answer from a node: the JSON body's message and code
-// and the HTTP status.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-}
+// client is the CLI's client of one node's API (client.Client).
+type client = route.Client
 
-func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
-}
-
-// client calls one node's API.
-type client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
-}
+// apiError is an error answer from a node.
+type apiError = route.Error
 
 func (o *clientOptions) client() (*client, error) {
-	u, err := url.Parse(strings.TrimRight(o.endpoint, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if u, err := url.Parse(strings.TrimRight(o.endpoint, "/")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--endpoint %q must be an http:// or https:// URL such as %s", o.endpoint, defaultEndpoint)
 	}
 	if o.tokenFlag != "" {
@@ -153,83 +138,11 @@ func (o *clientOptions) client() (*client, error) {
 		return nil, err
 	}
 	tr := t.Transport(nil)
-	return &client{base: u, token: tok, http: &http.Client{
+	return route.New(o.endpoint, tok, &http.Client{
 		Timeout:       o.timeout,
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}, nil
-}
-
-// do sends a request with an optional JSON body and decodes a JSON answer
-// into out (if not nil). An error answer becomes an *apiError.
-func (c *client) do(ctx context.Context, method, path string, in any, out any) (http.Header, error) {
-	var body io.Reader
-	if in != nil {
-		switch v := in.(type) {
-		case []byte:
-			body = bytes.NewReader(v)
-		default:
-			b, err := json.Marshal(in)
-			if err != nil {
-				return nil, err
-			}
-			body = bytes.NewReader(b)
-		}
-	}
-	return c.doRaw(ctx, method, path, body, nil, out)
-}
-
-func (c *client) doRaw(ctx context.Context, method, path string, body io.Reader, hdr map[string]string, out any) (http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.send(req, hdr, out)
-}
-
-// send sends a prepared request with the token and extra headers, and
-// decodes the answer as do does.
-func (c *client) send(req *http.Request, hdr map[string]string, out any) (http.Header, error) {
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	for k, v := range hdr {
-		if v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach raftvip at %s: %w (is the agent running? set --endpoint or RAFTVIP_ENDPOINT)", c.base, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("reading the answer from %s: %w", c.base, err)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return resp.Header, &apiError{Status: resp.StatusCode, Code: e.Code, Message: e.Error}
-		}
-		return resp.Header, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
-	}
-	if out != nil {
-		if p, ok := out.(*[]byte); ok {
-			*p = raw
-			return resp.Header, nil
-		}
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.Header, fmt.Errorf("decoding the answer from %s: %w", c.base, err)
-		}
-	}
-	return resp.Header, nil
+	})
 }
 
 func printJSON(w io.Writer, v any) error {

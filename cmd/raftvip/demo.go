@@ -150,7 +150,7 @@ func (d *demoNode) client(token string) *client {
 
 func (d *demoNode) status(ctx context.Context) (consensus.NodeStatus, error) {
 	var st consensus.NodeStatus
-	_, err := d.client("").do(ctx, "GET", route.HANode, nil, &st)
+	_, err := d.client("").Do(ctx, "GET", route.HANode, nil, &st)
 	return st, err
 }
 
@@ -263,7 +263,7 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 		if err != nil {
 			return fmt.Errorf("enrolling %s: its bootstrap secret: %w", n.id, err)
 		}
-		if _, err := nodes[0].client(token).do(ctx, "POST", route.HAMembers, api.EnrollRequest{URL: n.url(), Secret: secret}, &st); err != nil {
+		if _, err := nodes[0].client(token).Do(ctx, "POST", route.HAMembers, api.EnrollRequest{URL: n.url(), Secret: secret}, &st); err != nil {
 			return fmt.Errorf("enrolling %s: %w", n.id, err)
 		}
 		say("   %s joined as %s", st.ID, st.Role)
@@ -273,7 +273,7 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 	var wr struct {
 		Rev uint64 `json:"rev"`
 	}
-	if _, err := nodes[0].client(token).do(ctx, "PUT", route.Object("demo", "hello"), []byte(`{"msg":"hello from raftvip"}`), &wr); err != nil {
+	if _, err := nodes[0].client(token).Do(ctx, "PUT", route.Object("demo", "hello"), []byte(`{"msg":"hello from raftvip"}`), &wr); err != nil {
 		return err
 	}
 	say("   acknowledged at revision %d", wr.Rev)
@@ -287,13 +287,13 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 			return err
 		}
 		var raw []byte
-		if _, err := n.client(token).do(ctx, "GET", route.Object("demo", "hello")+"?stale", nil, &raw); err != nil {
+		if _, err := n.client(token).Do(ctx, "GET", route.Object("demo", "hello")+"?stale", nil, &raw); err != nil {
 			return err
 		}
 		say("   %s holds it (applied index %d): %s", n.id, applied, compactJSON(raw))
 	}
 	var cs consensus.ClusterStatus
-	if _, err := nodes[0].client(token).do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
+	if _, err := nodes[0].client(token).Do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
 		return err
 	}
 	printStatus(out, &cs)
@@ -327,11 +327,11 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 	}
 	took := time.Since(killed)
 	var raw []byte
-	if _, err := next.client(token).do(ctx, "GET", route.Object("demo", "hello"), nil, &raw); err != nil {
+	if _, err := next.client(token).Do(ctx, "GET", route.Object("demo", "hello"), nil, &raw); err != nil {
 		return err
 	}
 	say("   %s is active %v after the kill and serves demo/hello: %s", next.id, took.Round(time.Millisecond), compactJSON(raw))
-	if _, err := next.client(token).do(ctx, "PUT", route.Object("demo", "after"), []byte(`{"msg":"written after failover"}`), &wr); err != nil {
+	if _, err := next.client(token).Do(ctx, "PUT", route.Object("demo", "after"), []byte(`{"msg":"written after failover"}`), &wr); err != nil {
 		return err
 	}
 	say("   a new write is acknowledged at revision %d", wr.Rev)
@@ -346,7 +346,7 @@ func runDemo(ctx context.Context, out io.Writer, o *demoOptions) (err error) {
 	}); err != nil {
 		return err
 	}
-	if _, err := next.client(token).do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
+	if _, err := next.client(token).Do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
 		return err
 	}
 	printStatus(out, &cs)

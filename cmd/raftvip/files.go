@@ -82,7 +82,7 @@ func human(n int64) string {
 
 // streamClient is a client without an overall timeout, for large transfers.
 func streamClient(c *client) *http.Client {
-	return &http.Client{Transport: c.http.Transport, CheckRedirect: c.http.CheckRedirect}
+	return &http.Client{Transport: c.HTTP.Transport, CheckRedirect: c.HTTP.CheckRedirect}
 }
 
 func fileURL(ns, p string) string { return route.File(ns, p) }
@@ -139,7 +139,7 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 			defer cancel()
 			p := newProgress(f, st.Size(), "uploading "+args[0])
 			var fi store.File
-			_, err = cl.doStream(ctx, "PUT", fileURL(ns, remote), p, st.Size(), map[string]string{api.HeaderChecksum: sum, "Content-Type": "application/octet-stream"}, &fi)
+			_, err = doStream(ctx, cl, "PUT", fileURL(ns, remote), p, st.Size(), map[string]string{api.HeaderChecksum: sum, "Content-Type": "application/octet-stream"}, &fi)
 			p.finish()
 			if err != nil {
 				return err
@@ -166,16 +166,14 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 			}
 			ctx, cancel := signalCtx(c)
 			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, "GET", cl.base.String()+fileURL(ns, args[0]), nil)
+			req, err := http.NewRequestWithContext(ctx, "GET", cl.URL(fileURL(ns, args[0])), nil)
 			if err != nil {
 				return err
 			}
-			if cl.token != "" {
-				req.Header.Set("Authorization", "Bearer "+cl.token)
-			}
+			cl.Authorize(req)
 			resp, err := streamClient(cl).Do(req)
 			if err != nil {
-				return fmt.Errorf("cannot reach raftvip at %s: %w", cl.base, err)
+				return fmt.Errorf("cannot reach raftvip at %s: %w", cl.Base, err)
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
@@ -227,7 +225,7 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 					q.Set("after", after)
 				}
 				var p store.FilePage
-				if _, err := cl.do(ctx, "GET", route.WithQuery(route.Namespace(ns), q), nil, &p); err != nil {
+				if _, err := cl.Do(ctx, "GET", route.WithQuery(route.Namespace(ns), q), nil, &p); err != nil {
 					return err
 				}
 				for _, f := range p.Items {
@@ -250,7 +248,7 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 			if _, err := store.CleanFilePath(ns, args[0]); err != nil {
 				return err
 			}
-			if _, err := cl.do(ctx, "DELETE", fileURL(ns, args[0]), nil, nil); err != nil {
+			if _, err := cl.Do(ctx, "DELETE", fileURL(ns, args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "deleted %s/%s\n", ns, args[0])
@@ -261,16 +259,16 @@ only once a quorum of nodes holds all of it, verified by SHA-256.`, ns),
 	return cmd
 }
 
-// doStream sends a streamed body without an overall timeout.
-func (c *client) doStream(ctx context.Context, method, p string, body io.Reader, length int64, hdr map[string]string, out any) (http.Header, error) {
+// doStream sends a streamed body to c's node without an overall timeout.
+func doStream(ctx context.Context, c *client, method, p string, body io.Reader, length int64, hdr map[string]string, out any) (http.Header, error) {
 	sc := *c
-	sc.http = streamClient(c)
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+p, body)
+	sc.HTTP = streamClient(c)
+	req, err := http.NewRequestWithContext(ctx, method, c.URL(p), body)
 	if err != nil {
 		return nil, err
 	}
 	req.ContentLength = length
-	return sc.send(req, hdr, out)
+	return sc.Send(req, hdr, out)
 }
 
 func newJobsCmd() *cobra.Command {
@@ -335,14 +333,14 @@ func newJobsCmd() *cobra.Command {
 			ctx, cancel := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
 			sc := *cl
-			sc.http = streamClient(cl)
+			sc.HTTP = streamClient(cl)
 			for ctx.Err() == nil {
 				q := fmt.Sprintf("%s?offset=%d", route.JobLog(args[0]), offset)
 				if follow {
 					q += "&follow&wait=30s"
 				}
 				var data []byte
-				hdr, err := sc.do(ctx, "GET", q, nil, &data)
+				hdr, err := sc.Do(ctx, "GET", q, nil, &data)
 				if err != nil {
 					if !follow || ctx.Err() != nil {
 						return err
@@ -370,7 +368,7 @@ func newJobsCmd() *cobra.Command {
 }
 
 func logLength(ctx context.Context, cl *client, job string) (uint64, error) {
-	hdr, err := cl.do(ctx, "GET", route.JobLog(job)+"?offset=0", nil, new([]byte))
+	hdr, err := cl.Do(ctx, "GET", route.JobLog(job)+"?offset=0", nil, new([]byte))
 	if err != nil {
 		return 0, err
 	}
@@ -384,7 +382,7 @@ func appendOnce(ctx context.Context, cl *client, job string, chunk []byte, lengt
 		var out struct {
 			Length uint64 `json:"length"`
 		}
-		hdr, err := cl.doRaw(ctx, "POST", route.JobLog(job), strings.NewReader(string(chunk)),
+		hdr, err := cl.DoRaw(ctx, "POST", route.JobLog(job), strings.NewReader(string(chunk)),
 			map[string]string{api.HeaderLogOffset: strconv.FormatUint(length, 10)}, &out)
 		if err == nil {
 			return out.Length, nil

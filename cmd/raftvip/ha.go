@@ -55,7 +55,7 @@ Cluster-wide settings such as --virt-addr can be chosen only now.`,
 		Args: cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var st consensus.NodeStatus
-			if _, err := c.do(ctx, "POST", route.HAInit, consensus.InitOptions{VirtAddr: virtAddr}, &st); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HAInit, consensus.InitOptions{VirtAddr: virtAddr}, &st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s created; %s is %s\n", st.ClusterID, st.ID, st.Role)
@@ -72,7 +72,7 @@ Cluster-wide settings such as --virt-addr can be chosen only now.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var intro api.Introduction
-			if _, err := c.do(ctx, "POST", route.HAToken, api.TokenRequest{TTL: ttl.String()}, &intro); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HAToken, api.TokenRequest{TTL: ttl.String()}, &intro); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), intro.Token)
@@ -110,7 +110,7 @@ in RAFTVIP_ENROLL_SECRET.`,
 				return errors.New("the new node's bootstrap secret is needed: --secret-file (its data dir's bootstrap-secret file) or RAFTVIP_ENROLL_SECRET")
 			}
 			var st consensus.NodeStatus
-			if _, err := c.do(ctx, "POST", route.HAMembers, api.EnrollRequest{URL: args[0], Secret: secret}, &st); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HAMembers, api.EnrollRequest{URL: args[0], Secret: secret}, &st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s (%s) into cluster %s; it is %s\n", st.ID, st.ConsensusAddr, st.ClusterID, st.Role)
@@ -124,7 +124,7 @@ in RAFTVIP_ENROLL_SECRET.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
 			var intro api.Introduction
-			if _, err := c.do(ctx, "POST", route.HAToken, api.TokenRequest{TTL: ttl.String()}, &intro); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HAToken, api.TokenRequest{TTL: ttl.String()}, &intro); err != nil {
 				return err
 			}
 			b, _ := json.MarshalIndent(intro, "", "  ")
@@ -151,7 +151,7 @@ in RAFTVIP_ENROLL_SECRET.`,
 				return fmt.Errorf("%s is not an introduction file from 'raftvip ha introduction': %w", args[0], err)
 			}
 			var st consensus.NodeStatus
-			if _, err := c.do(ctx, "POST", route.HAJoin, api.JoinRequest(intro), &st); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HAJoin, api.JoinRequest(intro), &st); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s joined cluster %s; it is %s\n", st.ID, st.ClusterID, st.Role)
@@ -164,7 +164,7 @@ in RAFTVIP_ENROLL_SECRET.`,
 		Short: "Remove a passive node from the cluster",
 		Args:  cobra.ExactArgs(1),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
-			if _, err := c.do(ctx, "DELETE", route.Member(args[0]), nil, nil); err != nil {
+			if _, err := c.Do(ctx, "DELETE", route.Member(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
@@ -182,7 +182,7 @@ in RAFTVIP_ENROLL_SECRET.`,
 				req.To = args[0]
 			}
 			var out struct{ From, To string }
-			if _, err := c.do(ctx, "POST", route.HATransfer, req, &out); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HATransfer, req, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "leadership handed from %s to %s\n", out.From, out.To)
@@ -201,7 +201,7 @@ themselves once a third of its lifetime is left.`,
 		Args: cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
 			var out []consensus.CertInfo
-			if _, err := c.do(ctx, "POST", route.HARotateCerts, nil, &out); err != nil {
+			if _, err := c.Do(ctx, "POST", route.HARotateCerts, nil, &out); err != nil {
 				return err
 			}
 			failed := 0
@@ -227,7 +227,7 @@ themselves once a third of its lifetime is left.`,
 			Args:  cobra.NoArgs,
 			RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 				var st consensus.NodeStatus
-				if _, err := c.do(ctx, "GET", route.HANode, nil, &st); err != nil {
+				if _, err := c.Do(ctx, "GET", route.HANode, nil, &st); err != nil {
 					return err
 				}
 				v := pick(st)
@@ -248,7 +248,7 @@ themselves once a third of its lifetime is left.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var cs consensus.ClusterStatus
-			if _, err := c.do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
 				return err
 			}
 			if cs.ActiveID == "" {
@@ -265,7 +265,7 @@ themselves once a third of its lifetime is left.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var st consensus.HAState
-			if _, err := c.do(ctx, "GET", route.HAState, nil, &st); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAState, nil, &st); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), st)
@@ -279,7 +279,7 @@ themselves once a third of its lifetime is left.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var ms []store.Member
-			if _, err := c.do(ctx, "GET", route.HAMembers, nil, &ms); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAMembers, nil, &ms); err != nil {
 				return err
 			}
 			if peersJSON {
@@ -305,13 +305,13 @@ themselves once a third of its lifetime is left.`,
 				Members []store.Member           `json:"members"`
 				State   *consensus.HAState       `json:"ha_state"`
 			}
-			if _, err := c.do(ctx, "GET", route.HAStatus, nil, &out.Status); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAStatus, nil, &out.Status); err != nil {
 				return err
 			}
-			if _, err := c.do(ctx, "GET", route.HAMembers, nil, &out.Members); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAMembers, nil, &out.Members); err != nil {
 				return err
 			}
-			if _, err := c.do(ctx, "GET", route.HAState, nil, &out.State); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAState, nil, &out.State); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), out)
@@ -331,7 +331,7 @@ themselves once a third of its lifetime is left.`,
 				Safe   bool   `json:"safe"`
 				Reason string `json:"reason"`
 			}
-			if _, err := c.do(ctx, "GET", route.HAFailoverSafe+"?wait="+wait.String(), nil, &out); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAFailoverSafe+"?wait="+wait.String(), nil, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%v\t%s\n", out.Safe, out.Reason)
@@ -350,7 +350,7 @@ themselves once a third of its lifetime is left.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var cs consensus.ClusterStatus
-			if _, err := c.do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAStatus, nil, &cs); err != nil {
 				return err
 			}
 			if statusJSON {

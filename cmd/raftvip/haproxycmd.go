@@ -37,7 +37,7 @@ removing nodes.`,
 				return fmt.Errorf("--bind is required: the address HAProxy listens on, such as 198.18.0.100:80")
 			}
 			var ms []store.Member
-			if _, err := c.do(ctx, "GET", route.HAMembers, nil, &ms); err != nil {
+			if _, err := c.Do(ctx, "GET", route.HAMembers, nil, &ms); err != nil {
 				return err
 			}
 			cfg.Servers = nil

@@ -48,7 +48,7 @@ linearizable unless --stale is given.`,
 		Args:  cobra.ExactArgs(2),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
 			var raw []byte
-			if _, err := c.do(ctx, "GET", objPath(args[0], args[1])+staleQ(), nil, &raw); err != nil {
+			if _, err := c.Do(ctx, "GET", objPath(args[0], args[1])+staleQ(), nil, &raw); err != nil {
 				return err
 			}
 			return reindent(cmd.OutOrStdout(), raw)
@@ -128,7 +128,7 @@ linearizable unless --stale is given.`,
 					q.Set("limit", strconv.Itoa(limit))
 				}
 				var p store.Page
-				if _, err := c.do(ctx, "GET", objPath(args[0], "")+"?"+q.Encode(), nil, &p); err != nil {
+				if _, err := c.Do(ctx, "GET", objPath(args[0], "")+"?"+q.Encode(), nil, &p); err != nil {
 					return err
 				}
 				items = append(items, p.Items...)
@@ -181,7 +181,7 @@ func writeObject(ctx context.Context, c *client, cmd *cobra.Command, method, pat
 		rd = strings.NewReader(string(body))
 	}
 	var raw []byte
-	if _, err := c.doRaw(ctx, method, path, rd, hdr, &raw); err != nil {
+	if _, err := c.DoRaw(ctx, method, path, rd, hdr, &raw); err != nil {
 		return err
 	}
 	return reindent(cmd.OutOrStdout(), raw)

@@ -31,7 +31,7 @@ Managing tokens needs an admin token.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
 			var info api.TokenInfo
-			if _, err := c.do(ctx, "POST", route.Tokens, api.TokenCreate{Name: args[0], Role: role}, &info); err != nil {
+			if _, err := c.Do(ctx, "POST", route.Tokens, api.TokenCreate{Name: args[0], Role: role}, &info); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), info.Token)
@@ -47,7 +47,7 @@ Managing tokens needs an admin token.`,
 		Args:  cobra.NoArgs,
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, _ []string) error {
 			var ts []api.TokenInfo
-			if _, err := c.do(ctx, "GET", route.Tokens, nil, &ts); err != nil {
+			if _, err := c.Do(ctx, "GET", route.Tokens, nil, &ts); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -64,7 +64,7 @@ Managing tokens needs an admin token.`,
 		Short: "Revoke a named token",
 		Args:  cobra.ExactArgs(1),
 		RunE: clientRun(o, func(ctx context.Context, c *client, cmd *cobra.Command, args []string) error {
-			if _, err := c.do(ctx, "DELETE", route.Token(args[0]), nil, nil); err != nil {
+			if _, err := c.Do(ctx, "DELETE", route.Token(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", args[0])
