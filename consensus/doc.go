@@ -60,4 +60,20 @@
 // active.
 //
 // Errors from hashicorp/raft are translated to this package's sentinels.
+//
+// # Files
+//
+//	node.go       the Node, its lifecycle (New, start, Close and its shutdown order), Apply, reads
+//	lease.go      the lease and the active signal (runLeadership, IsActive, Subscribe)
+//	enrol.go      Init, enrolment (the join stream, Join, add-voter), removal, join tokens
+//	transfer.go   leadership transfer and choosing a successor
+//	rpc.go        the member RPC surface on the consensus port: /internal/*, forwarded
+//	              API requests, the membership gate, the one error shape (client.ErrorBody)
+//	status.go     NodeStatus, ClusterStatus, state-hash comparison, failover-safe
+//	blobs.go      file blobs between members (quorum copies, fan-out, fetches)
+//	certs.go      certificate renewal and rotation, the API's certificates, APITrust
+//	tls.go        the cluster CA, member certificates, join tokens, consistency at start
+//	readiness.go  readiness hand-over;  fence.go  the kernel lease;  mux.go  the port's streams
+//	datadir.go, hastate.go, storage.go, config.go, fsm.go: the data dir, ha-state.json,
+//	              local-storage check, configuration, the raft.FSM adapter
 package consensus
