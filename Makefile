@@ -7,7 +7,7 @@ export PATH := $(dir $(GO)):$(HOME)/go/bin:$(PATH)
 
 # Packages whose tests run in-process (no namespaces): the race detector
 # runs over them in make test.
-RACE_PKGS = ./store/... ./api/... ./consensus/... ./healthz/... ./haproxy/... ./announce/...
+RACE_PKGS = ./store/... ./api/... ./consensus/... ./healthz/... ./haproxy/... ./announce/... ./client/...
 
 build:
 	$(GO) build -o bin/raftvip ./cmd/raftvip
