@@ -41,7 +41,7 @@ const DefaultMaxBody = 1 << 20
 
 // Server is the client API of one node.
 type Server struct {
-	node    *consensus.Node
+	node    Node
 	logger  *slog.Logger
 	maxBody int64
 	mux     *http.ServeMux
@@ -62,7 +62,7 @@ func (s *Server) SetMaxFileSize(n int64) {
 func (s *Server) ObserveApply(f func(time.Duration)) { s.onApply = f }
 
 // New returns the API of node. maxBody <= 0 means DefaultMaxBody.
-func New(node *consensus.Node, logger *slog.Logger, maxBody int64) *Server {
+func New(node Node, logger *slog.Logger, maxBody int64) *Server {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBody
 	}

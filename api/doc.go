@@ -42,6 +42,10 @@
 // (consensus.BootstrapPin). The agent serves this API over TLS
 // (consensus.Node.APICertificate) unless told --api-plain.
 //
+// The Server depends on Node, an interface this package defines by what its
+// endpoints use (ReadNode, WriteNode, HANode, FileNode); *consensus.Node is
+// one, and the handler tests use a small in-memory fake.
+//
 // Input is checked strictly before anything is proposed: JSON bodies must be
 // I-JSON nested at most store.MaxJSONDepth levels and declared as JSON if
 // declared at all (415 otherwise), If-Match is one strong quoted revision,
