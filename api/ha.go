@@ -52,170 +52,209 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) ([]by
 
 func (s *Server) haRoutes() {
 	m := s.mux
-	m.HandleFunc("/api/v1/ha/node", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.node.FullStatus())
-	}}))
-	m.HandleFunc("/api/v1/ha/status", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		cs, err := s.node.ClusterStatus(r.Context())
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, cs)
-	}}))
-	m.HandleFunc("/api/v1/ha/state", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		st := s.node.HAState()
-		if st.Token != "" {
-			st.Token = "(set)"
-		}
-		writeJSON(w, http.StatusOK, st)
-	}}))
-	m.HandleFunc("/api/v1/ha/failover-safe", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		wait := time.Duration(0)
-		if v := r.URL.Query().Get("wait"); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 || d > 5*time.Second {
-				fail(w, fmt.Errorf("%w: wait %q must be a duration up to 5s", store.ErrInvalid, v))
-				return
-			}
-			wait = d
-		}
-		ok, reason, err := s.node.FailoverSafe(r.Context(), wait)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"safe": ok, "reason": reason})
-	}}))
-	m.HandleFunc("/api/v1/ha/join-info", methods(map[string]http.HandlerFunc{http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		info, err := s.node.JoinInfo(ctx)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, info)
-	}}))
-	m.HandleFunc("/api/v1/ha/token", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		var req TokenRequest
-		if _, err := s.decodeJSON(w, r, &req); err != nil {
-			fail(w, err)
-			return
-		}
-		ttl := time.Hour
-		if req.TTL != "" {
-			d, err := time.ParseDuration(req.TTL)
-			if err != nil {
-				fail(w, fmt.Errorf("%w: ttl %q is not a duration", store.ErrInvalid, req.TTL))
-				return
-			}
-			ttl = d
-		}
-		tok, err := s.node.Token(ttl)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, Introduction{JoinURL: s.node.HAState().ApiUrl, Token: tok})
-	}}))
-	m.HandleFunc("/api/v1/ha/init", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		var opts consensus.InitOptions
-		if _, err := s.decodeJSON(w, r, &opts); err != nil {
-			fail(w, err)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-		defer cancel()
-		if err := s.node.Init(ctx, opts); err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.node.Status())
-	}}))
-	m.HandleFunc("/api/v1/ha/join", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		var req JoinRequest
-		if _, err := s.decodeJSON(w, r, &req); err != nil {
-			fail(w, err)
-			return
-		}
-		if req.JoinURL == "" || req.Token == "" {
-			fail(w, fmt.Errorf("%w: join_url and token are required", store.ErrInvalid))
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
-		defer cancel()
-		if err := s.node.Join(ctx, req.JoinURL, req.Token); err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.node.Status())
-	}}))
-	m.HandleFunc("/api/v1/ha/members", methods(map[string]http.HandlerFunc{
-		http.MethodGet: func(w http.ResponseWriter, r *http.Request) {
-			ms, err := s.node.Members()
-			if err != nil {
-				fail(w, err)
-				return
-			}
-			if ms == nil {
-				ms = []store.Member{}
-			}
-			writeJSON(w, http.StatusOK, ms)
-		},
+	m.HandleFunc(client.HANode, methods(map[string]http.HandlerFunc{http.MethodGet: s.haNode}))
+	m.HandleFunc(client.HAStatus, methods(map[string]http.HandlerFunc{http.MethodGet: s.haStatus}))
+	m.HandleFunc(client.HAState, methods(map[string]http.HandlerFunc{http.MethodGet: s.haState}))
+	m.HandleFunc(client.HAFailoverSafe, methods(map[string]http.HandlerFunc{http.MethodGet: s.haFailoverSafe}))
+	m.HandleFunc(client.HAJoinInfo, methods(map[string]http.HandlerFunc{http.MethodGet: s.haJoinInfo}))
+	m.HandleFunc(client.HAToken, methods(map[string]http.HandlerFunc{http.MethodPost: s.haToken}))
+	m.HandleFunc(client.HAInit, methods(map[string]http.HandlerFunc{http.MethodPost: s.haInit}))
+	m.HandleFunc(client.HAJoin, methods(map[string]http.HandlerFunc{http.MethodPost: s.haJoin}))
+	m.HandleFunc(client.HAMembers, methods(map[string]http.HandlerFunc{
+		http.MethodGet:  s.haMembers,
 		http.MethodPost: s.enroll,
 	}))
-	m.HandleFunc("/api/v1/ha/members/{id}", methods(map[string]http.HandlerFunc{http.MethodDelete: func(w http.ResponseWriter, r *http.Request) {
-		if !s.route(w, r, nil) {
+	m.HandleFunc(client.HAMembers+"/{id}", methods(map[string]http.HandlerFunc{http.MethodDelete: s.haRemove}))
+	m.HandleFunc(client.HARotateCerts, methods(map[string]http.HandlerFunc{http.MethodPost: s.haRotateCerts}))
+	m.HandleFunc(client.HASnapshot, methods(map[string]http.HandlerFunc{http.MethodPost: s.haSnapshot}))
+	m.HandleFunc(client.HATransfer, methods(map[string]http.HandlerFunc{http.MethodPost: s.haTransfer}))
+}
+
+// haNode answers GET /api/v1/ha/node.
+func (s *Server) haNode(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.FullStatus())
+}
+
+// haStatus answers GET /api/v1/ha/status.
+func (s *Server) haStatus(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.node.ClusterStatus(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cs)
+}
+
+// haState answers GET /api/v1/ha/state.
+func (s *Server) haState(w http.ResponseWriter, r *http.Request) {
+	st := s.node.HAState()
+	if st.Token != "" {
+		st.Token = "(set)"
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// haFailoverSafe answers GET /api/v1/ha/failover-safe.
+func (s *Server) haFailoverSafe(w http.ResponseWriter, r *http.Request) {
+	wait := time.Duration(0)
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 5*time.Second {
+			fail(w, fmt.Errorf("%w: wait %q must be a duration up to 5s", store.ErrInvalid, v))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-		defer cancel()
-		if err := s.node.Remove(ctx, r.PathValue("id")); err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
-	}}))
-	m.HandleFunc("/api/v1/ha/rotate-certs", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		// Every member renews its own certificates (each holds the CA
-		// key): this node first, then the others over the consensus port.
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-		defer cancel()
-		got, err := s.node.RotateClusterCerts(ctx)
+		wait = d
+	}
+	ok, reason, err := s.node.FailoverSafe(r.Context(), wait)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"safe": ok, "reason": reason})
+}
+
+// haJoinInfo answers GET /api/v1/ha/join-info.
+func (s *Server) haJoinInfo(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	info, err := s.node.JoinInfo(ctx)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// haToken answers POST /api/v1/ha/token.
+func (s *Server) haToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if _, err := s.decodeJSON(w, r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	ttl := time.Hour
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
 		if err != nil {
-			fail(w, err)
+			fail(w, fmt.Errorf("%w: ttl %q is not a duration", store.ErrInvalid, req.TTL))
 			return
 		}
-		writeJSON(w, http.StatusOK, got)
-	}}))
-	m.HandleFunc("/api/v1/ha/snapshot", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		d, err := s.node.Snapshot()
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"node": s.node.ID(), "took_ms": float64(d.Microseconds()) / 1000})
-	}}))
-	m.HandleFunc("/api/v1/ha/transfer", methods(map[string]http.HandlerFunc{http.MethodPost: func(w http.ResponseWriter, r *http.Request) {
-		var req TransferRequest
-		body, err := s.decodeJSON(w, r, &req)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		if !s.route(w, r, body) {
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-		defer cancel()
-		to, err := s.node.Transfer(ctx, req.To)
-		if err != nil {
-			fail(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"from": s.node.ID(), "to": to})
-	}}))
+		ttl = d
+	}
+	tok, err := s.node.Token(ttl)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Introduction{JoinURL: s.node.HAState().ApiUrl, Token: tok})
+}
+
+// haInit answers POST /api/v1/ha/init.
+func (s *Server) haInit(w http.ResponseWriter, r *http.Request) {
+	var opts consensus.InitOptions
+	if _, err := s.decodeJSON(w, r, &opts); err != nil {
+		fail(w, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.node.Init(ctx, opts); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.node.Status())
+}
+
+// haJoin answers POST /api/v1/ha/join.
+func (s *Server) haJoin(w http.ResponseWriter, r *http.Request) {
+	var req JoinRequest
+	if _, err := s.decodeJSON(w, r, &req); err != nil {
+		fail(w, err)
+		return
+	}
+	if req.JoinURL == "" || req.Token == "" {
+		fail(w, fmt.Errorf("%w: join_url and token are required", store.ErrInvalid))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 60*time.Second)
+	defer cancel()
+	if err := s.node.Join(ctx, req.JoinURL, req.Token); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.node.Status())
+}
+
+// haMembers answers GET /api/v1/ha/members.
+func (s *Server) haMembers(w http.ResponseWriter, r *http.Request) {
+	ms, err := s.node.Members()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if ms == nil {
+		ms = []store.Member{}
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+// haRemove answers DELETE /api/v1/ha/members/{id}.
+func (s *Server) haRemove(w http.ResponseWriter, r *http.Request) {
+	if !s.route(w, r, nil) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.node.Remove(ctx, r.PathValue("id")); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
+}
+
+// haRotateCerts answers POST /api/v1/ha/rotate-certs.
+func (s *Server) haRotateCerts(w http.ResponseWriter, r *http.Request) {
+	// Every member renews its own certificates (each holds the CA
+	// key): this node first, then the others over the consensus port.
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	got, err := s.node.RotateClusterCerts(ctx)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, got)
+}
+
+// haSnapshot answers POST /api/v1/ha/snapshot.
+func (s *Server) haSnapshot(w http.ResponseWriter, r *http.Request) {
+	d, err := s.node.Snapshot()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"node": s.node.ID(), "took_ms": float64(d.Microseconds()) / 1000})
+}
+
+// haTransfer answers POST /api/v1/ha/transfer.
+func (s *Server) haTransfer(w http.ResponseWriter, r *http.Request) {
+	var req TransferRequest
+	body, err := s.decodeJSON(w, r, &req)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if !s.route(w, r, body) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	to, err := s.node.Transfer(ctx, req.To)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"from": s.node.ID(), "to": to})
 }
 
 // enroll issues a token and tells the unjoined node at req.URL to join.
