@@ -140,7 +140,7 @@ environment, which wins over the file.`,
 	f.DurationVar(&o.arpRefresh, "arp-refresh", 3*time.Second, "gratuitous ARP / unsolicited NA period while active (negative: only on takeover)")
 	f.StringVar(&o.notifyScript, "notify-script", "", "script run on every transition as 'SCRIPT active|passive|fault' with RAFTVIP_STATE, RAFTVIP_NODE, RAFTVIP_TERM, RAFTVIP_VIPS in its environment")
 	f.DurationVar(&o.notifyTimeout, "notify-timeout", 30*time.Second, "how long the notify script may run")
-	f.StringVar(&o.vipMode, "vip-mode", "arp", "how the VIP reaches the active node: arp (flat network) or bgp (routers)")
+	f.StringVar(&o.vipMode, "vip-mode", "arp", "how the VIP reaches the active node: arp (flat network), bgp (routers) or external (no --vip: a load balancer checks /healthz/active)")
 	f.StringVar(&o.bgpASN, "bgp-asn", "", "local AS number (every node of the cluster uses the same)")
 	f.StringVar(&o.bgpRouterID, "bgp-router-id", "", "BGP router ID, unique per node (default: the IPv4 consensus address)")
 	f.IntVar(&o.bgpListenPort, "bgp-listen-port", 179, "port for routers that connect to this node (-1: do not listen)")
@@ -294,8 +294,11 @@ func (o *agentOptions) config(logger *slog.Logger) (consensus.Config, error) {
 	if err := o.checkAPITLSFlags(); err != nil {
 		return consensus.Config{}, err
 	}
-	if o.vipMode != "arp" && o.vipMode != "bgp" {
-		return consensus.Config{}, fmt.Errorf("--vip-mode %q must be arp or bgp", o.vipMode)
+	if _, ok := announcers[o.vipMode]; !ok {
+		return consensus.Config{}, fmt.Errorf("--vip-mode %q must be arp, bgp or external", o.vipMode)
+	}
+	if o.vipMode == "external" && len(o.vips) > 0 {
+		return consensus.Config{}, errors.New("--vip-mode external announces nothing: leave --vip out (a load balancer sends traffic to the node whose /healthz/active answers 200)")
 	}
 	vips := make([]netip.Prefix, len(o.vips))
 	for i, v := range o.vips {
@@ -558,22 +561,45 @@ func newFence(o *agentOptions) (*fence.Fence, error) {
 	return f, nil
 }
 
-// newAnnouncer makes the ARP/NDP announcer for --vip, if any.
-func newAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+// announcers are the ways the VIP reaches the active node, by --vip-mode
+// (DESIGN.md's table). In external mode (no --vip) nothing is announced:
+// a load balancer checks /healthz/active and decides.
+var announcers = map[string]func(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error){
+	"arp":      newARP,
+	"bgp":      newBGPAnnouncer,
+	"external": func(context.Context, *slog.Logger, *agentOptions, *consensus.Node) (announce.Announcer, error) { return nil, nil },
+}
+
+// mode is the announcer --vip-mode and --vip ask for: external without a
+// VIP.
+func (o *agentOptions) mode() string {
 	if len(o.vips) == 0 {
-		return nil, nil
+		return "external"
 	}
-	if o.vipMode == "bgp" {
-		vips := make([]netip.Prefix, len(o.vips))
-		for i, v := range o.vips {
-			vips[i], _ = parseVIP(v, true)
-		}
-		a, err := newBGP(ctx, logger, o, node, vips)
-		if err != nil {
-			return nil, err // not a typed nil in the interface
-		}
-		return a, nil
+	return o.vipMode
+}
+
+// newAnnouncer makes the announcer of the agent's mode (nil in external
+// mode).
+func newAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+	return announcers[o.mode()](ctx, logger, o, node)
+}
+
+// newBGPAnnouncer makes the BGP announcer for --vip.
+func newBGPAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
+	vips := make([]netip.Prefix, len(o.vips))
+	for i, v := range o.vips {
+		vips[i], _ = parseVIP(v, true)
 	}
+	a, err := newBGP(ctx, logger, o, node, vips)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return a, nil
+}
+
+// newARP makes the ARP/NDP announcer for --vip.
+func newARP(_ context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
 	iface := o.virtInterface
 	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
 		iface = st.VirtInterface

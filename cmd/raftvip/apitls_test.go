@@ -149,6 +149,8 @@ func TestAnnouncerFlagsCheckedFirst(t *testing.T) {
 		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "65001", "--bgp-peer", "198.18.0.20,asn=65000", "--bgp-mode", "both"}, "mode"},
 		{[]string{"--vip-mode", "bgp", "--vip", "198.18.1.100", "--bgp-asn", "65001", "--bgp-peer", "198.18.0.20,asn=65000", "--bgp-community", "x:y"}, "communit"},
 		{[]string{"--vip", "198.18.0.100/24"}, "--virt-interface"},
+		{[]string{"--vip-mode", "external", "--vip", "198.18.0.100/24"}, "leave --vip out"},
+		{[]string{"--vip-mode", "anycast"}, "arp, bgp or external"},
 		{[]string{"--vip", "198.18.0.100/24", "--virt-interface", "rvt-nosuch0"}, "rvt-nosuch0"},
 	} {
 		dir := filepath.Join(t.TempDir(), "data")
