@@ -565,9 +565,11 @@ func newFence(o *agentOptions) (*fence.Fence, error) {
 // (DESIGN.md's table). In external mode (no --vip) nothing is announced:
 // a load balancer checks /healthz/active and decides.
 var announcers = map[string]func(ctx context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error){
-	"arp":      newARP,
-	"bgp":      newBGPAnnouncer,
-	"external": func(context.Context, *slog.Logger, *agentOptions, *consensus.Node) (announce.Announcer, error) { return nil, nil },
+	"arp": newARP,
+	"bgp": newBGPAnnouncer,
+	"external": func(context.Context, *slog.Logger, *agentOptions, *consensus.Node) (announce.Announcer, error) {
+		return nil, nil
+	},
 }
 
 // mode is the announcer --vip-mode and --vip ask for: external without a
