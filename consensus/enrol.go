@@ -430,7 +430,9 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	n.state.Token = sec.APIToken
 	n.mu.Unlock()
 	if _, err := n.renewAPI(full); err != nil {
-		return fmt.Errorf("joining: %w", err)
+		// A member now: the renewal loop tries again (a node without an
+		// API certificate of its own is due at once).
+		n.logger.Warn("no API certificate yet", "err", err)
 	}
 	n.logger.Info("joined cluster", "cluster", resp.ClusterID, "node", n.cfg.NodeID)
 	return n.markValid()
