@@ -429,7 +429,10 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	n.mat = full // the running TLS configurations read the same certificate from n.nodeCert
 	n.state.Token = sec.APIToken
 	n.mu.Unlock()
-	if _, err := n.renewAPI(full); err != nil {
+	n.certMu.Lock() // the renewal loop runs already
+	_, err = n.renewAPI(full)
+	n.certMu.Unlock()
+	if err != nil {
 		// A member now: the renewal loop tries again (a node without an
 		// API certificate of its own is due at once).
 		n.logger.Warn("no API certificate yet", "err", err)

@@ -506,11 +506,8 @@ func readinessCheck(o *agentOptions, node *consensus.Node, ann announce.Announce
 	if ann == nil || o.vipScript != "" {
 		return nil
 	}
-	iface := o.virtInterface
-	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
-		iface = st.VirtInterface
-	}
-	return linkReady(iface)
+	st := node.HAState()
+	return linkReady(o.virtIface(&st))
 }
 
 // checkAnnouncerFlags checks the flags of the announcer --vip asks for
@@ -530,12 +527,9 @@ func (o *agentOptions) checkAnnouncerFlags(vips []netip.Prefix) error {
 		_, err := o.bgpConfig(addr, vips)
 		return err
 	}
-	iface := o.virtInterface
-	if st != nil && st.Valid && st.VirtInterface != "" {
-		iface = st.VirtInterface
-	}
-	if iface == "" {
-		return errors.New("--vip needs --virt-interface, the interface on the VIP's network")
+	iface, err := o.requireVirtIface(st)
+	if err != nil {
+		return err
 	}
 	if o.vipScript == "" {
 		if _, err := net.InterfaceByName(iface); err != nil {
@@ -600,14 +594,29 @@ func newBGPAnnouncer(ctx context.Context, logger *slog.Logger, o *agentOptions, 
 	return a, nil
 }
 
+// virtIface is the VirtInterface: ha-state.json's once it names one (it
+// wins over flags), else --virt-interface. st may be nil.
+func (o *agentOptions) virtIface(st *consensus.HAState) string {
+	if st != nil && st.Valid && st.VirtInterface != "" {
+		return st.VirtInterface
+	}
+	return o.virtInterface
+}
+
+// requireVirtIface is virtIface, which ARP mode cannot do without.
+func (o *agentOptions) requireVirtIface(st *consensus.HAState) (string, error) {
+	if iface := o.virtIface(st); iface != "" {
+		return iface, nil
+	}
+	return "", errors.New("--vip needs --virt-interface, the interface on the VIP's network")
+}
+
 // newARP makes the ARP/NDP announcer for --vip.
 func newARP(_ context.Context, logger *slog.Logger, o *agentOptions, node *consensus.Node) (announce.Announcer, error) {
-	iface := o.virtInterface
-	if st := node.HAState(); st.Valid && st.VirtInterface != "" {
-		iface = st.VirtInterface
-	}
-	if iface == "" {
-		return nil, errors.New("--vip needs --virt-interface, the interface on the VIP's network")
+	st := node.HAState()
+	iface, err := o.requireVirtIface(&st)
+	if err != nil {
+		return nil, err
 	}
 	vips := make([]netip.Prefix, len(o.vips))
 	for i, v := range o.vips {
