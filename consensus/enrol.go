@@ -410,8 +410,14 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	}
 	// A member now: fetch what members share (the CA key, so that this node
 	// can enrol others when it leads, and the API token).
+	// This node is a voter from here on: finish even if the caller gives
+	// up (an enroller that died takes its request's context with it), or
+	// the node would be left a voter that is not in a cluster. Bounded by
+	// fetchSecrets' tries and the node's life.
+	fctx, cancel := context.WithTimeout(n.life, 2*time.Minute)
+	defer cancel()
 	var sec secretsResponse
-	if err := n.fetchSecrets(ctx, leader, &sec); err != nil {
+	if err := n.fetchSecrets(fctx, leader, &sec); err != nil {
 		return fmt.Errorf("joining: fetching the cluster's CA key and API token as a member: %w", err)
 	}
 	full := &Material{CACertPEM: mat.CACertPEM, CAKeyPEM: []byte(sec.CAKey), NodeCertPEM: mat.NodeCertPEM, NodeKeyPEM: mat.NodeKeyPEM}
@@ -441,12 +447,20 @@ func (n *Node) Join(ctx context.Context, joinURL, token string) error {
 	return n.markValid()
 }
 
-// fetchSecrets gets /internal/secrets from the member at addr, retrying
-// (up to 100 times, about 50 s, or until ctx ends): the configuration that
-// names this node may take a moment to reach that member.
+// fetchSecrets gets /internal/secrets from the member at addr, then from
+// whichever member leads, retrying (up to 100 times, about 50 s, or until
+// ctx ends): the configuration that names this node may take a moment to
+// reach that member, and it may be gone.
 func (n *Node) fetchSecrets(ctx context.Context, addr string, out *secretsResponse) error {
 	var last error
 	for attempt := 0; attempt < 100; attempt++ {
+		if r := n.r(); r != nil && attempt > 0 {
+			// Any member answers; the leader that added this node may
+			// be gone.
+			if a, _ := r.LeaderWithID(); a != "" {
+				addr = string(a)
+			}
+		}
 		last = n.getInternal(ctx, addr, "/internal/secrets", out)
 		if last == nil {
 			if out.CAKey == "" || out.APIToken == "" {
